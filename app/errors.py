@@ -1,0 +1,45 @@
+"""The service's error tree. Pure protocol errors live in `telephony.errors`.
+
+    VoicebotError
+    ├── ConfigError          invalid settings; raised at start, names the variable
+    ├── SignatureError       a Twilio request whose signature or stream token is bad
+    ├── LiveError            the Gemini Live session failed
+    │   ├── LiveSetupError   refused before setupComplete (bad key, bad model, unreachable)
+    │   └── LiveClosedError  the session ended mid-call (after retries, if any)
+    ├── StateStoreError      the tool state store failed (Redis unreachable, ...)
+    └── RecordingError       a recording could not be written
+"""
+
+from __future__ import annotations
+
+
+class VoicebotError(Exception):
+    """Base of every error this service raises on purpose."""
+
+
+class ConfigError(VoicebotError):
+    """Settings are invalid; the message names the variable."""
+
+
+class SignatureError(VoicebotError):
+    """A request did not prove it came from Twilio."""
+
+
+class LiveError(VoicebotError):
+    """The Gemini Live session failed."""
+
+
+class LiveSetupError(LiveError):
+    """Live refused or could not complete setup (key, model, network)."""
+
+
+class LiveClosedError(LiveError):
+    """The Live session closed mid-call and could not be resumed."""
+
+
+class StateStoreError(VoicebotError):
+    """The per-call tool state store failed."""
+
+
+class RecordingError(VoicebotError):
+    """A recording or call record could not be written."""

@@ -1,0 +1,155 @@
+"""The one settings object, read once from the environment and an optional `.env`.
+
+Nothing else in the project reads `os.environ` (the google-genai SDK and `ssl` read
+`SSL_CERT_FILE` themselves; we honour it explicitly in `Settings.ssl_context`).
+Invalid values fail at start with one message naming the variable.
+"""
+
+from __future__ import annotations
+
+import ssl
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly, concise phone assistant. Speak in short sentences: the caller "
+    "hears you over a telephone line. When the caller says goodbye or asks to hang up, "
+    "say a short goodbye and then call the end_call tool."
+)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Environment names are the field names upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- Gemini Live -------------------------------------------------------------
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash-native-audio-preview-12-2025"
+    gemini_voice: str = "Puck"
+    gemini_base_url: str | None = None
+    gemini_api_version: str = "v1beta"
+    system_prompt: str | None = None
+    system_prompt_file: Path | None = None
+    greeting: str = "Greet the caller warmly and ask how you can help."
+    # websockets' default keepalive (20 s ping, 20 s timeout) has been reported to kill
+    # long Live sessions; we ping less often and tolerate slow pongs.
+    live_ping_interval: float = 30.0
+    live_ping_timeout: float = 60.0
+    live_connect_timeout: float = 10.0
+    live_max_reconnects: int = Field(default=3, ge=0)
+    prewarm_timeout: float = Field(default=15.0, gt=0)
+
+    # --- Twilio ------------------------------------------------------------------
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    # Where the Twilio REST client sends requests; only tests and the demo change it.
+    twilio_api_base_url: str | None = None
+    public_base_url: str | None = None
+    trust_proxy_headers: bool = False
+    allow_unsigned: bool = False
+    stream_token_ttl: float = Field(default=60.0, gt=0)
+
+    # --- Tools and state ---------------------------------------------------------
+    redis_url: str | None = None
+    state_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    tools: str = "end_call,transfer_call"
+    tools_module: str | None = None
+    tool_timeout: float = Field(default=10.0, gt=0)
+    transfer_allowlist: str = ""
+    hangup_fallback_seconds: float = Field(default=10.0, gt=0)
+
+    # --- Recording and admin -----------------------------------------------------
+    recordings_dir: Path = Path("recordings")
+    recording_retention_days: int = Field(default=0, ge=0)
+    admin_token: SecretStr | None = None
+
+    # --- Process -----------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    drain_timeout: float = Field(default=60.0, ge=0)
+    ssl_cert_file: Path | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://bot.example.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_prompt_file(self) -> Settings:
+        if self.system_prompt_file is not None and not self.system_prompt_file.is_file():
+            raise ValueError(f"SYSTEM_PROMPT_FILE: no such file: {self.system_prompt_file}")
+        return self
+
+    # --- Derived values ----------------------------------------------------------
+    @cached_property
+    def instructions(self) -> str:
+        if self.system_prompt_file is not None:
+            return self.system_prompt_file.read_text(encoding="utf-8").strip()
+        return self.system_prompt or DEFAULT_SYSTEM_PROMPT
+
+    @property
+    def enabled_tools(self) -> list[str]:
+        return [name.strip() for name in self.tools.split(",") if name.strip()]
+
+    @property
+    def transfer_numbers(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.transfer_allowlist.split(",") if n.strip())
+
+    @property
+    def verify_signatures(self) -> bool:
+        return not self.allow_unsigned
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Client context for outgoing TLS, trusting `SSL_CERT_FILE` when set."""
+        cafile = str(self.ssl_cert_file) if self.ssl_cert_file else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def check_can_serve(self) -> None:
+        """Refuse to serve an insecure configuration unless explicitly told to."""
+        if self.twilio_auth_token is None and not self.allow_unsigned:
+            raise ConfigError(
+                "TWILIO_AUTH_TOKEN is not set, so Twilio signatures cannot be checked. "
+                "Set it, or set ALLOW_UNSIGNED=true (or pass --allow-unsigned) for local "
+                "development only."
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings once; turn pydantic's error into one clear `ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

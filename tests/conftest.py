@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/support/ as plugins, one module per outside peer."""
+
+pytest_plugins = [
+    "tests.support.redis_server",
+    "tests.support.fake_live",
+]

@@ -1,0 +1,1 @@
+"""Placeholder: the real Redis fixture is written by the tools/state work."""

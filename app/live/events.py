@@ -1,0 +1,138 @@
+"""The bridge's own view of a Live session: events in, a small session interface out.
+
+Nothing here imports google.genai; `app.live.adapter` translates SDK messages into
+these events, and tests drive the bridge with any object that satisfies `LiveSession`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudio:
+    """A chunk of the agent's speech: PCM16LE mono at `rate` Hz."""
+
+    pcm: bytes
+    rate: int = 24000
+
+
+@dataclass(frozen=True, slots=True)
+class CallerTranscript:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTranscript:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The model detected the caller talking over it: stop playback now."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationComplete:
+    """The model finished generating this turn (its audio may still be playing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnComplete:
+    """The model's turn is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    call_id: str
+    name: str
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallCancellation:
+    call_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumptionUpdate:
+    handle: str | None
+    resumable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    """The server will close this connection in `time_left_s` seconds."""
+
+    time_left_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    total_tokens: int = 0
+
+
+LiveEvent = (
+    AgentAudio
+    | CallerTranscript
+    | AgentTranscript
+    | Interrupted
+    | GenerationComplete
+    | TurnComplete
+    | ToolCall
+    | ToolCallCancellation
+    | ResumptionUpdate
+    | GoAway
+    | Usage
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResponse:
+    """A tool's result on its way back to the model."""
+
+    call_id: str
+    name: str
+    response: Mapping[str, Any]
+    scheduling: str | None = None  # INTERRUPT | WHEN_IDLE | SILENT, non-blocking tools only
+    will_continue: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """Facts about an open session, for logs and metrics."""
+
+    session_id: str | None = None
+    setup_seconds: float = 0.0
+    resumed_from: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LiveSession(Protocol):
+    """One open connection to the Live API."""
+
+    info: SessionInfo
+
+    async def send_audio(self, pcm16k: bytes) -> None: ...
+
+    async def send_audio_stream_end(self) -> None: ...
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_tool_responses(self, responses: list[ToolResponse]) -> None: ...
+
+    def events(self) -> AsyncIterator[LiveEvent]:
+        """Every event until the connection ends; raises `LiveClosedError` when it drops."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LiveConnector(Protocol):
+    """Opens Live sessions; `resume_handle` continues an earlier conversation."""
+
+    async def connect(self, *, resume_handle: str | None = None) -> LiveSession: ...

@@ -1,0 +1,130 @@
+"""What the caller hears: re-framing, pacing and marks for outbound agent audio.
+
+Pure bookkeeping (no I/O, no asyncio): the bridge feeds 8 kHz PCM in, asks for the
+next frame when the pacing budget allows, and reports Twilio's mark echoes back.
+
+Protocol facts this rests on (shared/protocols.md, section 3):
+- Twilio plays outbound media in order as soon as it has it, at real time.
+- A `mark` is echoed when everything queued before it has been played; after a
+  `clear` every pending mark is echoed at once, meaning "discarded, not played".
+- Audio sent ahead of real time sits in Twilio's buffer where only `clear` reaches it,
+  so we stay at most `max_lead` seconds ahead of playback. Pacing is a cap, not a tick:
+  a frame goes out the moment it exists while we are under the cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+RATE = 8000
+
+
+@dataclass(slots=True)
+class PendingMark:
+    name: str
+    end_sample: int  # call-clock sample at which the audio before it ends playing
+    purpose: str  # "progress" | "turn" | "hangup" | ...
+
+
+@dataclass(slots=True)
+class Frame:
+    """One 20 ms frame ready to send, placed on the call clock where it will play."""
+
+    pcm: NDArray[np.int16]
+    start_sample: int
+
+
+@dataclass
+class Playout:
+    """Outbound audio queue of one call. Times are call-clock samples at 8 kHz."""
+
+    max_lead_samples: int = int(0.2 * RATE)
+    mark_every_frames: int = 10
+    _buffer: NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, np.int16))
+    _play_end: int = 0  # where the audio sent so far finishes playing
+    _frames_since_mark: int = 0
+    _mark_seq: int = 0
+    pending_marks: dict[str, PendingMark] = field(default_factory=dict)
+    discarded_marks: set[str] = field(default_factory=set)
+    frames_sent: int = 0
+    clears: int = 0
+
+    # --- feeding ---------------------------------------------------------------
+    def push(self, pcm: NDArray[np.int16]) -> None:
+        if pcm.size:
+            self._buffer = np.concatenate((self._buffer, pcm)) if self._buffer.size else pcm
+
+    def flush_partial(self) -> None:
+        """Pad a trailing partial frame with silence so a turn's last words go out."""
+        remainder = self._buffer.size % FRAME_SAMPLES
+        if remainder:
+            pad = np.zeros(FRAME_SAMPLES - remainder, np.int16)
+            self._buffer = np.concatenate((self._buffer, pad))
+
+    @property
+    def queued_samples(self) -> int:
+        return int(self._buffer.size)
+
+    def has_frame(self) -> bool:
+        return self._buffer.size >= FRAME_SAMPLES
+
+    # --- pacing ----------------------------------------------------------------
+    def wait_samples(self, now: int) -> int:
+        """How long (in samples) until one more frame may be sent; 0 = now."""
+        lead = self._play_end - now
+        return max(0, lead + FRAME_SAMPLES - self.max_lead_samples)
+
+    def next_frame(self, now: int) -> Frame | None:
+        """Pop the next frame if one is ready and the pacing budget allows it."""
+        if not self.has_frame() or self.wait_samples(now):
+            return None
+        pcm = self._buffer[:FRAME_SAMPLES]
+        self._buffer = self._buffer[FRAME_SAMPLES:]
+        start = max(now, self._play_end)
+        self._play_end = start + FRAME_SAMPLES
+        self.frames_sent += 1
+        self._frames_since_mark += 1
+        return Frame(pcm, start)
+
+    def playing_until(self) -> int:
+        """Call-clock sample at which everything sent so far has been played."""
+        return self._play_end
+
+    # --- marks -----------------------------------------------------------------
+    def progress_mark_due(self) -> bool:
+        return self._frames_since_mark >= self.mark_every_frames
+
+    def new_mark(self, purpose: str) -> PendingMark:
+        self._mark_seq += 1
+        self._frames_since_mark = 0
+        mark = PendingMark(f"{purpose}-{self._mark_seq}", self._play_end, purpose)
+        self.pending_marks[mark.name] = mark
+        return mark
+
+    def mark_echoed(self, name: str) -> tuple[PendingMark | None, bool]:
+        """Twilio echoed a mark: (the mark, whether its audio was really played)."""
+        if name in self.discarded_marks:
+            self.discarded_marks.discard(name)
+            return None, False
+        mark = self.pending_marks.pop(name, None)
+        return mark, mark is not None
+
+    # --- barge-in --------------------------------------------------------------
+    def clear(self, now: int) -> int:
+        """Drop everything queued or unplayed. Returns the sample where playback stopped."""
+        self._buffer = np.zeros(0, np.int16)
+        stopped_at = min(now, self._play_end)
+        self._play_end = now
+        self.discarded_marks.update(self.pending_marks)
+        self.pending_marks.clear()
+        self._frames_since_mark = 0
+        self.clears += 1
+        return stopped_at
+
+    def idle(self, now: int) -> bool:
+        """Nothing queued and everything sent has been played (by our clock)."""
+        return self._buffer.size == 0 and self._play_end <= now

@@ -1,0 +1,96 @@
+"""Short-lived, single-use tokens binding a Media Stream to the webhook that created it.
+
+Twilio signs the WebSocket upgrade against `wss://HOST/twilio/media` with empty
+params, the same URL for every call, so a captured upgrade could be replayed. The
+voice webhook (signed over the call's own params) therefore issues a token for its
+call sid; it rides back in `start.customParameters` and must match the call, be
+unexpired, and unused. The HMAC key derives from the Twilio auth token so every
+instance sharing the configuration accepts it; the used-set lives in Redis when
+configured, so a replay is refused across instances too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Protocol
+
+from app.errors import SignatureError
+
+TOKEN_PARAM = "stream_token"
+CALL_SID_PARAM = "call_sid"
+
+
+class UsedTokens(Protocol):
+    async def claim(self, token_id: str, ttl_seconds: float) -> bool:
+        """Record the token as used; False when it already was."""
+        ...
+
+
+class MemoryUsedTokens:
+    def __init__(self) -> None:
+        self._used: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+
+    async def claim(self, token_id: str, ttl_seconds: float) -> bool:
+        async with self._lock:
+            now = time.monotonic()
+            self._used = {k: t for k, t in self._used.items() if t > now}
+            if token_id in self._used:
+                return False
+            self._used[token_id] = now + ttl_seconds
+            return True
+
+
+class RedisUsedTokens:
+    """`SET NX EX` on `voicebot:stream-token:{id}`: atomic across instances."""
+
+    def __init__(self, redis: object) -> None:
+        self._redis = redis
+
+    async def claim(self, token_id: str, ttl_seconds: float) -> bool:
+        result = await self._redis.set(  # type: ignore[attr-defined]
+            f"voicebot:stream-token:{token_id}", "1", nx=True, ex=max(1, int(ttl_seconds) + 1)
+        )
+        return bool(result)
+
+
+class StreamTokens:
+    def __init__(self, key: bytes | None, ttl_seconds: float, used: UsedTokens) -> None:
+        # Without a shared secret (unsigned local development) a per-process key is
+        # fine: webhook and stream then have to land on the same process.
+        self._key = hashlib.sha256(b"voicebot-stream-token\0" + (key or secrets.token_bytes(32)))
+        self._ttl = ttl_seconds
+        self._used = used
+
+    def issue(self, call_sid: str, now: float | None = None) -> str:
+        expires = int((now if now is not None else time.time()) + self._ttl)
+        nonce = secrets.token_hex(8)
+        body = f"{expires}.{nonce}"
+        return f"{body}.{self._sign(call_sid, body)}"
+
+    async def redeem(self, call_sid: str, token: str | None, now: float | None = None) -> None:
+        """Raise `SignatureError` unless the token is valid for this call and unused."""
+        if not token:
+            raise SignatureError("stream token missing")
+        try:
+            expires_text, nonce, signature = token.split(".")
+            expires = int(expires_text)
+        except ValueError:
+            raise SignatureError("stream token malformed") from None
+        expected = self._sign(call_sid, f"{expires_text}.{nonce}")
+        if not hmac.compare_digest(signature, expected):
+            raise SignatureError("stream token does not match this call")
+        current = now if now is not None else time.time()
+        if expires < current:
+            raise SignatureError("stream token expired")
+        if not await self._used.claim(f"{call_sid}:{nonce}", expires - current + 1):
+            raise SignatureError("stream token already used")
+
+    def _sign(self, call_sid: str, body: str) -> str:
+        mac = hmac.new(self._key.digest(), f"{call_sid}.{body}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:18]).decode()

@@ -41,9 +41,17 @@ from app.live.events import (
     Usage,
 )
 from app.live.link import LiveLink, Reconnected
-from app.playout import FRAME_SAMPLES, RATE, Playout
-from telephony.messages import Dtmf, Mark, Media, Stop, TwilioMessage
-from telephony.messages import clear_message, mark_message, media_message
+from app.playout import RATE, Playout
+from telephony.messages import (
+    Dtmf,
+    Mark,
+    Media,
+    Stop,
+    TwilioMessage,
+    clear_message,
+    mark_message,
+    media_message,
+)
 from telephony.mulaw import pcm16_to_ulaw, ulaw_to_pcm16
 from telephony.resample import inbound_resampler, outbound_resampler
 
@@ -137,7 +145,9 @@ class _Exit:
     reason: EndReason
     requested_at: float
     transfer_to: str | None = None
+    announcement: str | None = None
     mark: str | None = None
+    immediate: bool = False  # no grace for the model to start a goodbye
 
 
 class CallBridge:
@@ -153,7 +163,7 @@ class CallBridge:
         metrics: BridgeMetrics | None = None,
         apology: NDArray[np.int16] | None = None,
         hangup: Callable[[str], Awaitable[None]] | None = None,
-        transfer: Callable[[str, str], Awaitable[None]] | None = None,
+        transfer: Callable[[str, str, str | None], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
@@ -166,9 +176,10 @@ class CallBridge:
         self._rest_hangup = hangup
         self._rest_transfer = transfer
         self._clock = clock
-        self._log = log or structlog.get_logger().bind(
+        self.log = log or structlog.get_logger().bind(
             call_sid=call.call_sid, stream_sid=call.stream_sid
         )
+        self._log = self.log
         # A pre-warmed session has already been asked for the greeting.
         self.prewarmed = prewarmed is not None
         self.link = LiveLink(
@@ -186,6 +197,7 @@ class CallBridge:
         self._last_agent_audio = 0.0
         self._turn_mark_wanted = False
         self._exit: _Exit | None = None
+        self._closing = False
         self._caller_speech_end: float | None = None
         self._awaiting_response = False
         self._last_frame_at: float | None = None
@@ -353,6 +365,8 @@ class CallBridge:
                 pass
 
     async def _on_agent_audio(self, event: AgentAudio) -> None:
+        if self._closing:
+            return  # a notice is playing; the call is ending
         received = time.perf_counter()
         self._model_in_turn = True
         self._last_agent_audio = self._clock()
@@ -389,7 +403,7 @@ class CallBridge:
         if self._recorder:
             self._recorder.agent_cleared(stopped_at)
             self._recorder.interruption(stopped_at)
-        if self._exit is not None:
+        if self._exit is not None and not self._exit.immediate:
             # The caller talked over the goodbye: the conversation goes on.
             self._log.info("call.exit_cancelled", reason=self._exit.reason.value)
             self._exit = None
@@ -442,9 +456,11 @@ class CallBridge:
             self._log.debug("mark.discarded", mark=name)
 
     # --- hang-up and transfer --------------------------------------------------
-    async def request_exit(self, reason: EndReason, transfer_to: str | None = None) -> None:
+    async def request_exit(
+        self, reason: EndReason, transfer_to: str | None = None, announcement: str | None = None
+    ) -> None:
         """Called by `end_call`/`transfer_call`: act once the goodbye has been heard."""
-        self._exit = _Exit(reason, self._clock(), transfer_to)
+        self._exit = _Exit(reason, self._clock(), transfer_to, announcement)
         self._log.info("call.exit_requested", reason=reason.value)
         self._wake_watchdog.set()
 
@@ -468,7 +484,7 @@ class CallBridge:
             if pending.mark is not None or self._model_in_turn or self.playout.has_frame():
                 continue
             quiet_since = max(pending.requested_at, self._last_agent_audio)
-            if now - quiet_since < self._config.goodbye_grace_seconds:
+            if not pending.immediate and now - quiet_since < self._config.goodbye_grace_seconds:
                 continue
             async with self._send_lock:
                 pending.mark = await self._send_mark("exit")
@@ -486,7 +502,9 @@ class CallBridge:
         if pending.reason is EndReason.TRANSFERRED and pending.transfer_to:
             if self._rest_transfer is not None:
                 try:
-                    await self._rest_transfer(self.call.call_sid, pending.transfer_to)
+                    await self._rest_transfer(
+                        self.call.call_sid, pending.transfer_to, pending.announcement
+                    )
                 except Exception as exc:
                     self._log.error("call.transfer_failed", error=str(exc))
                     await self.end(EndReason.ERROR)
@@ -504,22 +522,33 @@ class CallBridge:
         """The agent can no longer help: play the bundled apology, then hang up."""
         if self._recorder:
             self._recorder.note("live_failure", cause, self.now_sample())
-        if self._apology is not None and self._apology.size:
-            async with self._send_lock:
-                self.playout.clear(self.now_sample())
-            self.playout.push(self._apology)
+        await self.say_and_end(self._apology, EndReason.LIVE_FAILED)
+        # The exit mark's echo ends the call; this is the fallback if it never comes.
+        clip_seconds = 0 if self._apology is None else self._apology.size / RATE
+        await asyncio.sleep(clip_seconds + 3.0)
+        await self.end(EndReason.LIVE_FAILED)
+
+    async def say_and_end(self, clip: NDArray[np.int16] | None, reason: EndReason) -> None:
+        """Stop the agent, play `clip` to the caller, then end the call with `reason`.
+
+        Used for the apology and for the drain notice at shutdown; may be called from
+        another task (the drain), so it only queues work for the bridge's own tasks.
+        """
+        self._closing = True
+        async with self._send_lock:
+            if self.playout.queued_samples or self.playout.playing_until() > self.now_sample():
+                stopped_at = self.playout.clear(self.now_sample())
+                self._outbound.reset()
+                await self._sink.send_text(clear_message(self.call.stream_sid))
+                if self._recorder:
+                    self._recorder.agent_cleared(stopped_at)
+        self._model_in_turn = False
+        if clip is not None and clip.size:
+            self.playout.push(clip)
             self.playout.flush_partial()
             self._audio_ready.set()
-            clip_seconds = self._apology.size / RATE
-            deadline = self._clock() + clip_seconds + 2.0
-            while self.playout.has_frame() and self._clock() < deadline:
-                await asyncio.sleep(FRAME_SAMPLES / RATE)
-            self._exit = _Exit(EndReason.LIVE_FAILED, self._clock())
-            async with self._send_lock:
-                self._exit.mark = await self._send_mark("exit")
-            while self._clock() < deadline:
-                await asyncio.sleep(0.05)
-        await self.end(EndReason.LIVE_FAILED)
+        self._exit = _Exit(reason, self._clock(), immediate=True)
+        self._wake_watchdog.set()
 
     # --- tools -----------------------------------------------------------------
     async def deliver_tool_result(self, response: ToolResponse) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from app.errors import ConfigError, VoicebotError
 
@@ -126,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
     from app.server import build_services, create_app
     from app.settings import load_settings
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port:

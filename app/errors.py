@@ -1,13 +1,13 @@
 """The service's error tree. Pure protocol errors live in `telephony.errors`.
 
-    VoicebotError
-    ├── ConfigError          invalid settings; raised at start, names the variable
-    ├── SignatureError       a Twilio request whose signature or stream token is bad
-    ├── LiveError            the Gemini Live session failed
-    │   ├── LiveSetupError   refused before setupComplete (bad key, bad model, unreachable)
-    │   └── LiveClosedError  the session ended mid-call (after retries, if any)
-    ├── StateStoreError      the tool state store failed (Redis unreachable, ...)
-    └── RecordingError       a recording could not be written
+VoicebotError
+├── ConfigError          invalid settings; raised at start, names the variable
+├── SignatureError       a Twilio request whose signature or stream token is bad
+├── LiveError            the Gemini Live session failed
+│   ├── LiveSetupError   refused before setupComplete (bad key, bad model, unreachable)
+│   └── LiveClosedError  the session ended mid-call (after retries, if any)
+├── StateStoreError      the tool state store failed (Redis unreachable, ...)
+└── RecordingError       a recording could not be written
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,9 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.bridge import CallBridge, CallEnded, CallInfo, EndReason
+from app.calls import build_bridge, finish_call
 from app.errors import SignatureError
+from app.recording import CallRecorder
 from app.services import Services
 from app.stream_tokens import CALL_SID_PARAM, TOKEN_PARAM
 from app.webhooks import public_base
@@ -50,10 +53,9 @@ class StreamSink:
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         if self._ws.application_state is WebSocketState.CONNECTED:
-            try:
+            # The caller may be gone already; there is nothing left to tell them.
+            with contextlib.suppress(RuntimeError, OSError):
                 await self._ws.close(code, reason)
-            except (RuntimeError, OSError):
-                pass
 
 
 class FrameReader:
@@ -82,11 +84,10 @@ class FrameReader:
                 if await self._reject(str(exc)):
                     return None
                 continue
-            if self.stream_sid is not None and isinstance(parsed, Media):
-                if parsed.stream_sid != self.stream_sid:
-                    if await self._reject("media for another streamSid"):
-                        return None
-                    continue
+            if isinstance(parsed, Media) and self.stream_sid not in (None, parsed.stream_sid):
+                if await self._reject("media for another streamSid"):
+                    return None
+                continue
             return parsed
 
     async def _reject(self, why: str) -> bool:
@@ -169,8 +170,6 @@ async def _check_token(services: Services, start: Start) -> None:
 async def run_call(
     services: Services, ws: WebSocket, reader: FrameReader, start: Start, bound: Any
 ) -> EndReason:
-    from app.calls import build_bridge, finish_call
-
     call = CallInfo(
         call_sid=start.call_sid,
         stream_sid=start.stream_sid,
@@ -179,11 +178,26 @@ async def run_call(
         to_number=start.custom_parameters.get("to", ""),
         parameters={k: v for k, v in start.custom_parameters.items() if k != TOKEN_PARAM},
     )
-    bridge: CallBridge = await build_bridge(services, call, StreamSink(ws), bound)
+    settings = services.settings
+    recorder = CallRecorder(
+        settings.recordings_dir,
+        call.call_sid,
+        meta={
+            "stream_sid": call.stream_sid,
+            "from": call.from_number,
+            "to": call.to_number,
+            "model": settings.gemini_model,
+            "voice": settings.gemini_voice,
+        },
+    )
+    bridge: CallBridge = await build_bridge(services, call, StreamSink(ws), bound, recorder)
     bound.info("call.started", prewarmed=bridge.prewarmed)
     reason = EndReason.ERROR
     try:
         reason = await bridge.run(reader.messages())
     finally:
+        recorder.advance(bridge.now_sample())
+        result = await recorder.aclose(reason.value)
+        bound.info("call.recorded", wav=str(result.wav_path), error=result.error)
         await finish_call(services, bridge, reason, bound)
     return reason

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from app import webhooks
 from app.assets import load_clip_8k
+from app.calls_api import calls_routes
 from app.errors import ConfigError
 from app.live.adapter import GeminiConnector, LiveOptions
 from app.live.events import LiveConnector
 from app.media import media_endpoint
+from app.metrics import Metrics, metrics_route
 from app.prewarm import PrewarmPool
+from app.recording import prune_recordings, repair_recordings
 from app.services import Services
 from app.settings import Settings
-from app.stream_tokens import MemoryUsedTokens, StreamTokens
+from app.state import make_state_store
+from app.stream_tokens import MemoryUsedTokens, RedisUsedTokens, StreamTokens, UsedTokens
+from app.twilio_rest import TwilioRest, TwilioRestClient
+from tools.loader import ToolLoadError, build_registry
+
+log = structlog.get_logger()
 
 
 def gemini_connector(
-    settings: Settings, tool_declarations: list[dict[str, object]]
+    settings: Settings, tool_declarations: list[dict[str, Any]]
 ) -> GeminiConnector:
     api_key = settings.secret("gemini_api_key")
     if not api_key:
@@ -47,9 +58,38 @@ def gemini_connector(
     )
 
 
-def build_services(settings: Settings, *, connector: LiveConnector | None = None) -> Services:
+def twilio_rest(settings: Settings) -> TwilioRest | None:
+    token = settings.secret("twilio_auth_token")
+    if not (settings.twilio_account_sid and token):
+        return None
+    return TwilioRestClient(
+        settings.twilio_account_sid, token, base_url=settings.twilio_api_base_url
+    )
+
+
+def build_services(
+    settings: Settings,
+    *,
+    connector: LiveConnector | None = None,
+    rest: TwilioRest | None = None,
+    metrics: Metrics | None = None,
+) -> Services:
+    """Everything the process shares, from settings; tests pass their own peers."""
+    try:
+        registry = build_registry(
+            settings.enabled_tools, settings.tools_module, settings.transfer_numbers
+        )
+    except ToolLoadError as exc:
+        raise ConfigError(f"TOOLS / TOOLS_MODULE: {exc}") from None
     if connector is None:
-        connector = gemini_connector(settings, [])
+        connector = gemini_connector(settings, registry.declarations())
+    redis: Any = None
+    used: UsedTokens = MemoryUsedTokens()
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
+        used = RedisUsedTokens(redis)
     token = settings.secret("twilio_auth_token")
     return Services(
         settings=settings,
@@ -58,9 +98,14 @@ def build_services(settings: Settings, *, connector: LiveConnector | None = None
             connector, timeout=settings.prewarm_timeout, greeting=settings.greeting or None
         ),
         stream_tokens=StreamTokens(
-            token.encode() if token else None, settings.stream_token_ttl, MemoryUsedTokens()
+            token.encode() if token else None, settings.stream_token_ttl, used
         ),
+        metrics=metrics or Metrics(),
         apology=load_clip_8k("apology"),
+        state_store=make_state_store(settings),
+        twilio_rest=rest if rest is not None else twilio_rest(settings),
+        tool_registry=registry,
+        redis=redis,
     )
 
 
@@ -68,20 +113,52 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def readyz(request: Request) -> Response:
+    """Ready for new calls: not draining, and Redis answers when configured."""
+    services: Services = request.app.state.services
+    checks: dict[str, str] = {"draining": "yes" if services.draining else "no"}
+    ready = not services.draining
+    if services.settings.redis_url:
+        ok = await services.state_store.ping()
+        checks["redis"] = "ok" if ok else "unreachable"
+        ready = ready and ok
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", **checks},
+        status_code=200 if ready else 503,
+    )
+
+
 def create_app(services: Services) -> Starlette:
+    settings = services.settings
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.prewarm.aclose()
+        directory = settings.recordings_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        repaired = await asyncio.to_thread(repair_recordings, directory)
+        if repaired:
+            log.warning("recordings.repaired", files=[p.name for p in repaired])
+        if settings.recording_retention_days:
+            await asyncio.to_thread(prune_recordings, directory, settings.recording_retention_days)
+        try:
+            yield
+        finally:
+            await services.prewarm.aclose()
+            with contextlib.suppress(Exception):
+                await services.state_store.aclose()
+            if services.redis is not None:
+                with contextlib.suppress(Exception):
+                    await services.redis.aclose()
 
-    app = Starlette(
-        routes=[
-            Route("/twilio/voice", webhooks.voice, methods=["POST"]),
-            Route("/twilio/status", webhooks.status, methods=["POST"]),
-            WebSocketRoute("/twilio/media", media_endpoint),
-            Route("/healthz", healthz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/twilio/voice", webhooks.voice, methods=["POST"]),
+        Route("/twilio/status", webhooks.status, methods=["POST"]),
+        WebSocketRoute("/twilio/media", media_endpoint),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        metrics_route(services.metrics),
+        *calls_routes(settings.recordings_dir, settings.secret("admin_token")),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     return app

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.live.events import LiveConnector
+from app.metrics import Metrics
 from app.prewarm import PrewarmPool
 from app.settings import Settings
 from app.stream_tokens import StreamTokens
@@ -25,8 +26,8 @@ class Services:
     connector: LiveConnector
     prewarm: PrewarmPool
     stream_tokens: StreamTokens
+    metrics: Metrics = field(default_factory=Metrics)
     apology: NDArray[np.int16] | None = None
-    metrics: Any = None
     state_store: Any = None
     twilio_rest: Any = None
     tool_registry: Any = None
@@ -36,9 +37,7 @@ class Services:
     bridges: dict[str, Any] = field(default_factory=dict)
 
     def observe_signature_failure(self, where: str) -> None:
-        if self.metrics is not None:
-            self.metrics.signature_failures.labels(where=where).inc()
+        self.metrics.signature_failure(where)
 
     def observe_malformed_frame(self) -> None:
-        if self.metrics is not None:
-            self.metrics.malformed_frames.inc()
+        self.metrics.malformed_frame()

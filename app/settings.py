@@ -143,10 +143,13 @@ class Settings(BaseSettings):
             )
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings once; turn pydantic's error into one clear `ConfigError`."""
+def load_settings(*, env_file: str | None = ".env", **overrides: object) -> Settings:
+    """Read settings once; turn pydantic's error into one clear `ConfigError`.
+
+    `env_file=None` ignores any `.env` (tests, so a developer's file can't leak in).
+    """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg, arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

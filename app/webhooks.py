@@ -6,7 +6,7 @@ import re
 from urllib.parse import parse_qsl
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from app.services import Services
@@ -23,7 +23,7 @@ DRAINING_NOTICE = "Sorry, this line is being serviced right now. Please call aga
 XML = "text/xml"
 
 
-def public_base(services: Services, request: Request) -> str:
+def public_base(services: Services, request: HTTPConnection) -> str:
     """The base URL Twilio reaches us at: configured, or from a trusted proxy's headers."""
     settings = services.settings
     if settings.public_base_url:
@@ -35,7 +35,7 @@ def public_base(services: Services, request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
-def request_public_url(services: Services, request: Request) -> str:
+def request_public_url(services: Services, request: HTTPConnection) -> str:
     """The URL Twilio signed: the public base joined with what was requested."""
     return public_url(public_base(services, request), request.url.path, request.url.query)
 

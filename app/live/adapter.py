@@ -136,11 +136,6 @@ class GeminiConnector:
 
     def __init__(self, options: LiveOptions) -> None:
         self._options = options
-        http_options: dict[str, Any] = {"api_version": options.api_version}
-        if options.base_url:
-            http_options["base_url"] = options.base_url
-        if options.extra_headers:
-            http_options["headers"] = dict(options.extra_headers)
         # The SDK passes `async_client_args` keys that `websockets.connect` knows on to
         # it: that is how we trust a private CA and choose keepalive on purpose (the
         # default 20 s ping timeout has been reported to kill long Live sessions).
@@ -150,12 +145,17 @@ class GeminiConnector:
         }
         if options.ssl_context is not None:
             ws_args["ssl"] = options.ssl_context
-        http_options["async_client_args"] = ws_args
+        http_options = types.HttpOptions(
+            api_version=options.api_version,
+            base_url=options.base_url,
+            headers=dict(options.extra_headers) or None,
+            async_client_args=ws_args,
+        )
         self._client = genai.Client(api_key=options.api_key, http_options=http_options)
 
     def config(self, resume_handle: str | None) -> types.LiveConnectConfig:
         opts = self._options
-        tools = None
+        tools: list[Any] | None = None
         if opts.tool_declarations:
             declarations = [types.FunctionDeclaration(**d) for d in opts.tool_declarations]
             tools = [types.Tool(function_declarations=declarations)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -131,7 +131,7 @@ class LiveLink:
                 self._log.warning("live.dropped", cause=str(exc))
             yield await self._reconnect(reason)
 
-    async def _session_events(self, session: LiveSession) -> AsyncIterator[LiveEvent | None]:
+    async def _session_events(self, session: LiveSession) -> AsyncGenerator[LiveEvent | None, None]:
         """One connection's events; yields None at the first turn boundary after goAway."""
         go_away = False
         in_turn = False

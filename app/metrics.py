@@ -1,0 +1,181 @@
+"""Prometheus metrics, on a registry of their own.
+
+A dedicated `CollectorRegistry` per `Metrics` (not prometheus-client's global one) lets
+tests and several apps in one process each create their metrics without "Duplicated
+timeseries" errors. Served as text at `GET /metrics` by `metrics_route`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+NAMESPACE = "voicebot"
+
+# `generate_latest` writes the classic 0.0.4 text format, so say exactly that (it is
+# also what prometheus-client's own handler answers to a scraper that asks for nothing
+# else); newer releases' CONTENT_TYPE_LATEST names version 1.0.0 instead.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+DIRECTIONS = ("caller_to_model", "model_to_caller")
+# Where a Twilio request can fail authentication (app.webhooks / app.media).
+SIGNATURE_PLACES = ("webhook", "media", "stream_token")
+
+# Bridge-added latency is codec + resampler + queueing inside one process: normally
+# well under 10 ms, so the buckets are fine there and coarse above.
+BRIDGE_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+# Caller stops speaking -> first agent audio: model think time dominates (hundreds of ms).
+RESPONSE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+SETUP_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
+TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric the service exports.
+
+    Attributes are the prometheus-client objects; the methods are the narrow verbs
+    callers use (the bridge's `BridgeMetrics` Protocol among them), so label names
+    and values live here only.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r, ns = self.registry, NAMESPACE
+        self.active_calls = Gauge(
+            "active_calls", "Calls currently bridged.", namespace=ns, registry=r
+        )
+        self.calls = Counter(
+            "calls", "Calls ended, by end reason.", ["reason"], namespace=ns, registry=r
+        )
+        self.live_setup_seconds = Histogram(
+            "live_setup_seconds",
+            "Gemini Live connect + setupComplete time.",
+            namespace=ns,
+            registry=r,
+            buckets=SETUP_BUCKETS,
+        )
+        self.response_latency_seconds = Histogram(
+            "response_latency_seconds",
+            "End of caller speech to first agent audio sent to Twilio.",
+            namespace=ns,
+            registry=r,
+            buckets=RESPONSE_BUCKETS,
+        )
+        self.bridge_latency_seconds = Histogram(
+            "bridge_latency_seconds",
+            "Latency the bridge itself adds to audio, per direction.",
+            ["direction"],
+            namespace=ns,
+            registry=r,
+            buckets=BRIDGE_BUCKETS,
+        )
+        self.interruptions = Counter(
+            "interruptions", "Caller barge-ins that cleared agent audio.", namespace=ns, registry=r
+        )
+        self.interruption_clear_seconds = Histogram(
+            "interruption_clear_seconds",
+            "Live's interrupted event to Twilio clear sent (barge-in reaction).",
+            namespace=ns,
+            registry=r,
+            buckets=BRIDGE_BUCKETS,
+        )
+        self.live_reconnects = Counter(
+            "live_reconnects", "Live session reconnects mid-call.", namespace=ns, registry=r
+        )
+        self.tool_duration_seconds = Histogram(
+            "tool_duration_seconds",
+            "Tool call run time, by tool.",
+            ["tool"],
+            namespace=ns,
+            registry=r,
+            buckets=TOOL_BUCKETS,
+        )
+        self.tool_errors = Counter(
+            "tool_errors",
+            "Tool calls that failed or timed out.",
+            ["tool"],
+            namespace=ns,
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "redis_errors", "Failed state store operations.", namespace=ns, registry=r
+        )
+        self.signature_failures = Counter(
+            "signature_failures",
+            "Requests refused for a bad Twilio signature or stream token, by where.",
+            ["where"],
+            namespace=ns,
+            registry=r,
+        )
+        self.malformed_frames = Counter(
+            "malformed_frames",
+            "Media Stream frames that could not be parsed.",
+            namespace=ns,
+            registry=r,
+        )
+        # Export both directions at zero from the start so dashboards and alerts see
+        # the series before the first call.
+        for direction in DIRECTIONS:
+            self.bridge_latency_seconds.labels(direction=direction)
+        for where in SIGNATURE_PLACES:
+            self.signature_failures.labels(where=where)
+
+    # --- The bridge's view (app.bridge.BridgeMetrics) ----------------------------
+    def caller_to_model(self, seconds: float) -> None:
+        self.bridge_latency_seconds.labels(direction="caller_to_model").observe(seconds)
+
+    def model_to_caller(self, seconds: float) -> None:
+        self.bridge_latency_seconds.labels(direction="model_to_caller").observe(seconds)
+
+    def interrupted(self, clear_delay_s: float) -> None:
+        self.interruptions.inc()
+        self.interruption_clear_seconds.observe(clear_delay_s)
+
+    def response_latency(self, seconds: float) -> None:
+        self.response_latency_seconds.observe(seconds)
+
+    def reconnected(self) -> None:
+        self.live_reconnects.inc()
+
+    # --- Everything else ---------------------------------------------------------
+    def call_started(self) -> None:
+        self.active_calls.inc()
+
+    def call_ended(self, reason: str) -> None:
+        self.active_calls.dec()
+        self.calls.labels(reason=reason).inc()
+
+    def live_setup(self, seconds: float) -> None:
+        self.live_setup_seconds.observe(seconds)
+
+    def tool_finished(self, tool: str, seconds: float, *, ok: bool) -> None:
+        self.tool_duration_seconds.labels(tool=tool).observe(seconds)
+        if not ok:
+            self.tool_errors.labels(tool=tool).inc()
+
+    def redis_error(self) -> None:
+        self.redis_errors.inc()
+
+    def signature_failure(self, where: str) -> None:
+        self.signature_failures.labels(where=where).inc()
+
+    def malformed_frame(self) -> None:
+        self.malformed_frames.inc()
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+def metrics_route(metrics: Metrics, path: str = "/metrics") -> Route:
+    """`GET /metrics` in Prometheus' text format."""
+
+    async def endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return Route(path, endpoint, methods=["GET"])

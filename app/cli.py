@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float, default=20.0)
     bench.add_argument("--json", action="store_true")
 
-    sub.add_parser("codec-report", help="print the codec's CPU cost, delay and rejection")
+    codec = sub.add_parser("codec-report", help="print the codec's CPU cost, delay and rejection")
+    codec.add_argument("--json", action="store_true")
+    codec.add_argument("--frames", type=int, default=5000, help="20 ms frames to time")
 
     twilio = sub.add_parser("twilio", help="Twilio account helpers")
     twilio_sub = twilio.add_subparsers(dest="twilio_command", required=True)
@@ -111,8 +113,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "codec-report":
         from telephony.codec_report import main as report_main
 
-        report_main([])
-        return 0
+        return report_main(["--frames", str(args.frames)] + (["--json"] if args.json else []))
     if command in ("twilio", "call"):
         from app import twilio_cli
         from app.settings import load_settings

@@ -9,6 +9,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from app.assets import load_clip_8k
 from app.errors import ConfigError
 from app.settings import load_settings
@@ -46,19 +48,52 @@ def main(args: argparse.Namespace) -> int:
         for _ in range(args.calls)
     ]
     reports = asyncio.run(simulate_calls(options))
+    admin = settings.secret("admin_token")
+    records = asyncio.run(_fetch_records(args.url, admin, reports, ssl_context)) if admin else {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for report in reports:
         heard = out / f"{report.call_sid}-heard.wav"
         write_wav(heard, report.heard, 8000)
-        results.append(report.to_dict() | {"heard_wav": str(heard)})
+        record = records.get(report.call_sid) or {}
+        results.append(
+            report.to_dict()
+            | {
+                "heard_wav": str(heard),
+                "transcript": record.get("transcript"),
+                "tool_calls": record.get("tool_calls"),
+                "end_reason": record.get("end_reason"),
+            }
+        )
     summary = _summary(reports)
     if args.json:
         print(json.dumps({"summary": summary, "calls": results}, indent=2, default=str))
     else:
         _print(reports, results, summary)
     return 0 if summary["failed"] == 0 else 1
+
+
+async def _fetch_records(
+    url: str, admin_token: str, reports: list[CallReport], ssl_context: Any
+) -> dict[str, dict[str, Any]]:
+    """Transcripts are not part of Twilio's protocol: read them from the call records
+    (`GET /calls/{sid}` with ADMIN_TOKEN), waiting briefly for the server to write them."""
+    records: dict[str, dict[str, Any]] = {}
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with httpx.AsyncClient(verify=ssl_context or True, timeout=5.0) as client:
+        for report in reports:
+            for _ in range(40):
+                response = await client.get(
+                    f"{url.rstrip('/')}/calls/{report.call_sid}", headers=headers
+                )
+                if response.status_code == 200:
+                    records[report.call_sid] = response.json()
+                    break
+                if response.status_code != 404:
+                    break
+                await asyncio.sleep(0.25)
+    return records
 
 
 def _summary(reports: list[CallReport]) -> dict[str, Any]:
@@ -90,6 +125,10 @@ def _print(
             f"  clears: {report.clears}, marks played/discarded: {played}/"
             f"{len(report.marks) - played}, underruns: {report.underruns}"
         )
+        for line in result.get("transcript") or []:
+            print(f"  [{line['at_s']:6.2f}s] {line['side']:>6}: {line['text']}")
+        for tool in result.get("tool_calls") or []:
+            print(f"  tool {tool['name']}({tool['args']}) -> {tool['result']}")
         print(f"  heard: {result['heard_wav']}")
     print(
         f"{summary['calls']} call(s), {summary['failed']} failed; median first audio "

@@ -67,12 +67,15 @@ class FrameReader:
         self._log = log
         self._bad: collections.deque[float] = collections.deque(maxlen=BAD_FRAME_BURST)
         self.stream_sid: str | None = None
-        self.closed_for_flood = False
+        self.received_at = 0.0
+        self.close_code = 1000
+        self.close_reason = "call ended"
 
     async def next(self) -> TwilioMessage | None:
         """The next well-formed message, or None when the socket is done."""
         while True:
             message = await self._ws.receive()
+            self.received_at = time.perf_counter()  # start of the caller->model timing
             if message["type"] == "websocket.disconnect":
                 return None
             raw = message.get("text")
@@ -97,9 +100,9 @@ class FrameReader:
         now = time.monotonic()
         self._bad.append(now)
         if len(self._bad) == BAD_FRAME_BURST and now - self._bad[0] < 1.0:
+            # The socket is closed with 1007 once the call has been wound down.
             self._log.error("twilio.bad_frame_flood")
-            self.closed_for_flood = True
-            await StreamSink(self._ws).close(INVALID_DATA, "too many malformed frames")
+            self.close_code, self.close_reason = INVALID_DATA, "too many malformed frames"
             return True
         return False
 
@@ -146,7 +149,8 @@ async def media_endpoint(ws: WebSocket) -> None:
     except TimeoutError:
         start = None
     if start is None:
-        await StreamSink(ws).close(POLICY_VIOLATION, "no start message")
+        code = POLICY_VIOLATION if reader.close_code == 1000 else reader.close_code
+        await StreamSink(ws).close(code, "no start message")
         return
     bound = log.bind(call_sid=start.call_sid, stream_sid=start.stream_sid)
     try:
@@ -194,10 +198,15 @@ async def run_call(
     bound.info("call.started", prewarmed=bridge.prewarmed)
     reason = EndReason.ERROR
     try:
-        reason = await bridge.run(reader.messages())
+        reason = await bridge.run(reader.messages(), received_at=lambda: reader.received_at)
     finally:
+        # When cancelled (the drain's last resort), `run` raised but recorded why.
+        reason = bridge.end_reason or reason
         recorder.advance(bridge.now_sample())
         result = await recorder.aclose(reason.value)
         bound.info("call.recorded", wav=str(result.wav_path), error=result.error)
         await finish_call(services, bridge, reason, bound)
+        # Last: the stream closes only once the call is fully wound down (recording
+        # closed), so whoever watches the socket sees a finished call.
+        await StreamSink(ws).close(reader.close_code, reader.close_reason)
     return reason

@@ -54,7 +54,7 @@ class StreamSink:
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         if self._ws.application_state is WebSocketState.CONNECTED:
             # The caller may be gone already; there is nothing left to tell them.
-            with contextlib.suppress(RuntimeError, OSError):
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self._ws.close(code, reason)
 
 

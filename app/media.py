@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from app.bridge import CallBridge, CallEnded, CallInfo, EndReason
 from app.calls import build_bridge, finish_call
 from app.errors import SignatureError
+from app.logs import bind_call
 from app.recording import CallRecorder
 from app.services import Services
 from app.stream_tokens import CALL_SID_PARAM, TOKEN_PARAM
@@ -161,6 +162,8 @@ async def media_endpoint(ws: WebSocket) -> None:
         await StreamSink(ws).close(POLICY_VIOLATION, str(exc))
         return
     reader.stream_sid = start.stream_sid
+    # Every log line of this call's task (and the tasks it starts) carries its ids.
+    bind_call(start.call_sid, start.stream_sid)
     await run_call(services, ws, reader, start, bound)
 
 

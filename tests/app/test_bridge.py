@@ -119,8 +119,10 @@ async def test_barge_in_clears_at_once_and_no_stale_audio_follows() -> None:
     sock.hang_up()
     await run
     assert sock.media_after(clear_at) == 0
+    # Only what was already playing when the clear came was heard, never the rest of
+    # the 3 s turn (bounds generous: a loaded machine delays the interrupt, not the cut).
     heard_s = sum(len(p) for t, p in sock.heard) / 8000
-    assert 0.3 < heard_s < 0.8
+    assert 0.2 < heard_s < 2.0
     assert bridge.stats["interruptions"] == 1
     # Marks echoed after the clear are counted as unplayed, not as heard.
     assert not bridge.playout.pending_marks

@@ -150,6 +150,43 @@ class _Exit:
     immediate: bool = False  # no grace for the model to start a goodbye
 
 
+class _AudioBatch:
+    """Caller audio for the recorder, handed over in runs of contiguous frames.
+
+    Each hand-over wakes the recorder's writer thread; at one per 20 ms frame per call,
+    those wake-ups (and the GIL switches they force on the event loop) cost more than
+    the recording itself. Placement is by position, so the file is the same; commits
+    (driven by the caller's position) just happen up to one batch later.
+    """
+
+    __slots__ = ("_limit", "_next", "_parts", "_place", "_start")
+
+    def __init__(self, place: Callable[[int, NDArray[np.int16]], None], frames: int) -> None:
+        self._place = place
+        self._limit = frames
+        self._parts: list[NDArray[np.int16]] = []
+        self._start = 0
+        self._next = 0
+
+    def add(self, at_sample: int, pcm: NDArray[np.int16]) -> None:
+        if self._parts and at_sample != self._next:
+            self.flush()
+        if not self._parts:
+            self._start = at_sample
+        self._parts.append(pcm)
+        self._next = at_sample + pcm.size
+        if len(self._parts) >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        parts, self._parts = self._parts, []
+        if parts:
+            self._place(self._start, parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+
+RECORDER_BATCH_FRAMES = 10  # 200 ms: well inside the recorder's 0.5 s flush interval
+
+
 class CallBridge:
     def __init__(
         self,
@@ -171,6 +208,9 @@ class CallBridge:
         self._sink = sink
         self._config = config
         self._recorder = recorder
+        self._caller_rec: _AudioBatch | None = None
+        if recorder is not None:
+            self._caller_rec = _AudioBatch(recorder.caller_audio, RECORDER_BATCH_FRAMES)
         self._metrics = metrics
         self._apology = apology
         self._rest_hangup = hangup
@@ -202,6 +242,7 @@ class CallBridge:
         self._awaiting_response = False
         self._last_frame_at: float | None = None
         self._stream_end_sent = False
+        self._received_at: Callable[[], float] = time.perf_counter
         self.end_reason: EndReason | None = None
         self.stats: dict[str, Any] = {
             "frames_in": 0,
@@ -216,21 +257,34 @@ class CallBridge:
         return int((self._clock() - self._started) * RATE)
 
     # --- lifecycle -------------------------------------------------------------
-    async def run(self, inbound: AsyncIterator[TwilioMessage]) -> EndReason:
-        """Bridge the call until it ends; returns why it ended. Never raises for a call fault."""
-        reason = EndReason.ERROR
+    async def run(
+        self,
+        inbound: AsyncIterator[TwilioMessage],
+        *,
+        received_at: Callable[[], float] | None = None,
+    ) -> EndReason:
+        """Bridge the call until it ends; returns why it ended. Never raises for a call fault.
+
+        `received_at` gives the `time.perf_counter()` at which the message `inbound` just
+        yielded came off the socket (before parsing); without it, timing starts when the
+        bridge gets the parsed message.
+        """
+        if received_at is not None:
+            self._received_at = received_at
+        # Cancelled (server shutdown) unless the call ends or fails first. No `except*`
+        # for CancelledError: that would re-raise it wrapped in a BaseExceptionGroup.
+        reason = EndReason.SHUTDOWN
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._inbound_pump(inbound))
                 group.create_task(self._live_pump())
                 group.create_task(self._sender())
                 group.create_task(self._watchdog())
+            reason = EndReason.ERROR  # unreachable: every pump ends the call by raising
         except* CallEnded as ended:
             reason = _first_reason(ended)
-        except* asyncio.CancelledError:
-            reason = EndReason.SHUTDOWN
-            raise
         except* Exception as failed:
+            reason = EndReason.ERROR
             for exc in failed.exceptions:
                 self._log.error("bridge.failed", error=repr(exc), exc_info=exc)
         finally:
@@ -239,11 +293,16 @@ class CallBridge:
         return reason
 
     async def _shutdown(self) -> None:
+        self._flush_recording()
         if self.tools is not None:
             with contextlib.suppress(Exception):
                 await self.tools.aclose()
         with contextlib.suppress(Exception):
             await self.link.close()
+
+    def _flush_recording(self) -> None:
+        if self._caller_rec is not None:
+            self._caller_rec.flush()
 
     async def end(self, reason: EndReason) -> None:
         """Close the stream from our side: Twilio moves on to `<Hangup/>`."""
@@ -270,11 +329,13 @@ class CallBridge:
         raise CallEnded(EndReason.CALLER_HANGUP)
 
     async def _on_media(self, message: Media) -> None:
-        received = time.perf_counter()
+        # Bridge-added latency, caller -> model: frame off the Twilio socket -> its audio
+        # handed to the Live socket (the SDK's serialisation and the write included).
+        received = self._received_at()
         self.stats["frames_in"] += 1
         pcm8 = ulaw_to_pcm16(message.payload)
-        if self._recorder:
-            self._recorder.caller_audio(message.timestamp * RATE // 1000, pcm8)
+        if self._caller_rec is not None:
+            self._caller_rec.add(message.timestamp * RATE // 1000, pcm8)
         self._track_caller_speech(pcm8)
         pcm16 = self._inbound.process(pcm8)
         await self.link.send_audio(pcm16.tobytes())
@@ -286,7 +347,7 @@ class CallBridge:
     def _track_caller_speech(self, pcm8: NDArray[np.int16]) -> None:
         # A crude energy gate, only for the response-latency figure (end of caller
         # speech -> first agent audio); the model does its own voice detection.
-        loud = float(np.abs(pcm8).mean()) > 300.0
+        loud = pcm8.size > 0 and float(np.abs(pcm8).mean()) > 300.0
         if loud:
             self._caller_speech_end = self._clock()
             self._awaiting_response = True
@@ -383,12 +444,19 @@ class CallBridge:
         if self.stats["first_agent_audio_s"] is None:
             self.stats["first_agent_audio_s"] = self._clock() - self._started
         if was_empty:
+            # Bridge-added latency, model -> caller: the SDK's event in hand -> the chunk's
+            # frames (as many as pacing allows) written to Twilio. Only chunks that pacing
+            # lets out at once are timed: a chunk queued behind audio still ahead of
+            # playback waits on purpose (it would otherwise wait in Twilio's buffer), and
+            # that wait is not bridge latency (late frames show up as caller underruns).
             sent = await self._send_ready_frames()
             if sent and self._metrics:
                 self._metrics.model_to_caller(time.perf_counter() - received)
         self._audio_ready.set()
 
     async def _on_interrupted(self) -> None:
+        if self._closing:
+            return  # the clip playing is our notice, not the model's turn: it plays out
         received = time.perf_counter()
         self.stats["interruptions"] += 1
         self._model_in_turn = False
@@ -401,6 +469,7 @@ class CallBridge:
         if self._metrics:
             self._metrics.interrupted(time.perf_counter() - received)
         if self._recorder:
+            self._flush_recording()  # the caller's position as of the clear goes first
             self._recorder.agent_cleared(stopped_at)
             self._recorder.interruption(stopped_at)
         if self._exit is not None and not self._exit.immediate:
@@ -428,6 +497,8 @@ class CallBridge:
                 payload = pcm16_to_ulaw(frame.pcm)
                 await self._sink.send_text(media_message(self.call.stream_sid, payload))
                 if self._recorder:
+                    # Not batched: the recorder commits agent audio once the caller's
+                    # position passes it, so it must arrive ahead of that.
                     self._recorder.agent_audio(frame.start_sample, frame.pcm)
                 sent += 1
                 if self.playout.progress_mark_due():
@@ -541,6 +612,7 @@ class CallBridge:
                 self._outbound.reset()
                 await self._sink.send_text(clear_message(self.call.stream_sid))
                 if self._recorder:
+                    self._flush_recording()
                     self._recorder.agent_cleared(stopped_at)
         self._model_in_turn = False
         if clip is not None and clip.size:

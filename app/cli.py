@@ -123,8 +123,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    """Serve until SIGTERM/SIGINT, then drain calls (app/drain.py) and exit."""
+    from app.drain import serve
+    from app.logs import configure_from_settings
     from app.server import build_services, create_app
     from app.settings import load_settings
 
@@ -136,17 +137,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.allow_unsigned:
         overrides["allow_unsigned"] = True
     settings = load_settings(**overrides)
+    configure_from_settings(settings)
     settings.check_can_serve()
-    app = create_app(build_services(settings))
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        ws_max_size=1 << 20,
-        proxy_headers=settings.trust_proxy_headers,
-    )
-    return 0
+    services = build_services(settings)
+    return serve(services, create_app(services))
 
 
 if __name__ == "__main__":

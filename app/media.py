@@ -113,12 +113,12 @@ class FrameReader:
             if message is None or isinstance(message, Start):
                 return message
             if not isinstance(message, Connected):
-                self._log.warning("twilio.before_start", event=type(message).__name__)
+                self._log.warning("twilio.before_start", message_type=type(message).__name__)
 
     async def messages(self) -> AsyncIterator[TwilioMessage]:
         while (message := await self.next()) is not None:
             if isinstance(message, Start | Connected):
-                self._log.warning("twilio.unexpected", event=type(message).__name__)
+                self._log.warning("twilio.unexpected", message_type=type(message).__name__)
                 continue
             yield message
 

@@ -7,6 +7,10 @@ timeseries" errors. Served as text at `GET /metrics` by `metrics_route`.
 
 from __future__ import annotations
 
+import collections
+import hmac
+
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from starlette.requests import Request
@@ -43,8 +47,11 @@ class Metrics:
     and values live here only.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, raw_samples: int = 0) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # Opt-in (BENCH_TIMINGS=n): the last n raw samples of each bridge timing, for
+        # the benchmark's percentiles (histogram buckets are too coarse for a p99).
+        self.raw: RawTimings | None = RawTimings(raw_samples) if raw_samples > 0 else None
         r, ns = self.registry, NAMESPACE
         self.active_calls = Gauge(
             "active_calls", "Calls currently bridged.", namespace=ns, registry=r
@@ -128,13 +135,19 @@ class Metrics:
     # --- The bridge's view (app.bridge.BridgeMetrics) ----------------------------
     def caller_to_model(self, seconds: float) -> None:
         self.bridge_latency_seconds.labels(direction="caller_to_model").observe(seconds)
+        if self.raw is not None:
+            self.raw.add("caller_to_model", seconds)
 
     def model_to_caller(self, seconds: float) -> None:
         self.bridge_latency_seconds.labels(direction="model_to_caller").observe(seconds)
+        if self.raw is not None:
+            self.raw.add("model_to_caller", seconds)
 
     def interrupted(self, clear_delay_s: float) -> None:
         self.interruptions.inc()
         self.interruption_clear_seconds.observe(clear_delay_s)
+        if self.raw is not None:
+            self.raw.add("interrupted_to_clear", clear_delay_s)
 
     def response_latency(self, seconds: float) -> None:
         self.response_latency_seconds.observe(seconds)
@@ -170,6 +183,50 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class RawTimings:
+    """The newest `capacity` raw samples (seconds) per timing name, in memory.
+
+    Off by default; `voicebot bench` turns it on (BENCH_TIMINGS) and reads it through
+    `timings_route`. A deque append per sample: cheap enough for the hot path.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._samples: dict[str, collections.deque[float]] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        ring = self._samples.get(name)
+        if ring is None:
+            ring = self._samples[name] = collections.deque(maxlen=self.capacity)
+        ring.append(seconds)
+
+    def snapshot(self, *, reset: bool = False) -> dict[str, list[float]]:
+        result = {name: list(ring) for name, ring in self._samples.items()}
+        if reset:
+            self._samples.clear()
+        return result
+
+
+def timings_route(metrics: Metrics, admin_token: str | None, path: str = "/bench/timings") -> Route:
+    """`GET /bench/timings[?reset=1]`: the raw samples as JSON, behind the admin token.
+
+    Answers 404 unless raw timings are on and an admin token is configured.
+    """
+    token = admin_token.encode() if admin_token else None
+
+    async def endpoint(request: Request) -> Response:
+        if metrics.raw is None or token is None:
+            return Response("not found", status_code=404)
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(presented, token):
+            return Response("unauthorized", status_code=401)
+        reset = request.query_params.get("reset") in ("1", "true")
+        body = orjson.dumps(metrics.raw.snapshot(reset=reset))
+        return Response(body, media_type="application/json")
+
+    return Route(path, endpoint, methods=["GET"])
 
 
 def metrics_route(metrics: Metrics, path: str = "/metrics") -> Route:

@@ -20,7 +20,7 @@ from app.errors import ConfigError
 from app.live.adapter import GeminiConnector, LiveOptions
 from app.live.events import LiveConnector
 from app.media import media_endpoint
-from app.metrics import Metrics, metrics_route
+from app.metrics import Metrics, metrics_route, timings_route
 from app.prewarm import PrewarmPool
 from app.recording import prune_recordings, repair_recordings
 from app.services import Services
@@ -100,7 +100,7 @@ def build_services(
         stream_tokens=StreamTokens(
             token.encode() if token else None, settings.stream_token_ttl, used
         ),
-        metrics=metrics or Metrics(),
+        metrics=metrics or Metrics(raw_samples=settings.bench_timings),
         apology=load_clip_8k("apology"),
         state_store=make_state_store(settings),
         twilio_rest=rest if rest is not None else twilio_rest(settings),
@@ -128,6 +128,20 @@ async def readyz(request: Request) -> Response:
     )
 
 
+async def _prune_periodically(settings: Settings, every_s: float = 3600.0) -> None:
+    """Retention: delete recordings older than RECORDING_RETENTION_DAYS, hourly."""
+    while True:
+        try:
+            deleted = await asyncio.to_thread(
+                prune_recordings, settings.recordings_dir, settings.recording_retention_days
+            )
+            if deleted:
+                log.info("recordings.pruned", calls=deleted)
+        except OSError as exc:
+            log.error("recordings.prune_failed", error=str(exc))
+        await asyncio.sleep(every_s)
+
+
 def create_app(services: Services) -> Starlette:
     settings = services.settings
 
@@ -138,11 +152,14 @@ def create_app(services: Services) -> Starlette:
         repaired = await asyncio.to_thread(repair_recordings, directory)
         if repaired:
             log.warning("recordings.repaired", files=[p.name for p in repaired])
+        pruner = None
         if settings.recording_retention_days:
-            await asyncio.to_thread(prune_recordings, directory, settings.recording_retention_days)
+            pruner = asyncio.create_task(_prune_periodically(settings))
         try:
             yield
         finally:
+            if pruner is not None:
+                pruner.cancel()
             await services.prewarm.aclose()
             with contextlib.suppress(Exception):
                 await services.state_store.aclose()
@@ -157,6 +174,7 @@ def create_app(services: Services) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         metrics_route(services.metrics),
+        timings_route(services.metrics, settings.secret("admin_token")),
         *calls_routes(settings.recordings_dir, settings.secret("admin_token")),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     drain_timeout: float = Field(default=60.0, ge=0)
+    # Keep the last n raw bridge timings per kind for `voicebot bench` (served at
+    # GET /bench/timings behind ADMIN_TOKEN); 0 = off.
+    bench_timings: int = Field(default=0, ge=0)
     ssl_cert_file: Path | None = None
 
     @field_validator("log_level", mode="before")

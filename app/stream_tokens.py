@@ -19,7 +19,13 @@ import secrets
 import time
 from typing import Protocol
 
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from app.errors import SignatureError
+
+log = structlog.get_logger()
 
 TOKEN_PARAM = "stream_token"
 CALL_SID_PARAM = "call_sid"
@@ -47,15 +53,27 @@ class MemoryUsedTokens:
 
 
 class RedisUsedTokens:
-    """`SET NX EX` on `voicebot:stream-token:{id}`: atomic across instances."""
+    """`SET NX EX` on `voicebot:stream-token:{id}`: atomic across instances.
+
+    A Redis outage must not refuse every new call: while Redis is unreachable, tokens are
+    claimed in this process instead (a replay is still refused here; across instances
+    only the token's short TTL and its binding to the call sid remain).
+    """
 
     def __init__(self, redis: object) -> None:
         self._redis = redis
+        self._fallback = MemoryUsedTokens()
 
     async def claim(self, token_id: str, ttl_seconds: float) -> bool:
-        result = await self._redis.set(  # type: ignore[attr-defined]
-            f"voicebot:stream-token:{token_id}", "1", nx=True, ex=max(1, int(ttl_seconds) + 1)
-        )
+        if not await self._fallback.claim(token_id, ttl_seconds):
+            return False  # claimed here during an outage
+        try:
+            result = await self._redis.set(  # type: ignore[attr-defined]
+                f"voicebot:stream-token:{token_id}", "1", nx=True, ex=max(1, int(ttl_seconds) + 1)
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("stream_token.redis_unavailable", error=str(exc))
+            return True
         return bool(result)
 
 

@@ -33,6 +33,7 @@ render reply_booking   en-us    "Sure. I have booked your appointment for tomorr
 render reply_generic   en-us    "Okay, I can help with that."
 render goodbye         en-us    "Thank you for calling. Goodbye!"
 render apology         en-us    "Sorry, we're having technical trouble right now. Please call again later."
+render shutdown_notice en-us    "Sorry, we have to end this call now. Please call back in a minute."
 # Caller voice (what the simulated caller says), a different voice so recordings are legible.
 render caller_booking  en-gb    "Hi, I'd like to book an appointment for tomorrow at ten, please."
 render caller_goodbye  en-gb    "That's all, thank you. Goodbye."

@@ -3,6 +3,7 @@
 The WAVs in `app/assets/` are 16 kHz mono PCM16, rendered once with espeak-ng and sox by
 `scripts/render_clips.sh` and committed; nothing here needs espeak. They load through
 `importlib.resources`, so they work from an installed wheel as well as from the tree.
+A name like `tone:1000:2.0` is a synthetic test tone instead (`tones.py`); it has no words.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import resample_poly
 
+from app.live.fake.tones import parse_tone
+
 #: Clip name -> the words spoken in it (the transcripts the fake server reports).
 #: Keep in step with scripts/render_clips.sh.
 CLIPS: dict[str, str] = {
@@ -25,20 +28,38 @@ CLIPS: dict[str, str] = {
     "reply_generic": "Okay, I can help with that.",
     "goodbye": "Thank you for calling. Goodbye!",
     "apology": "Sorry, we're having technical trouble right now. Please call again later.",
+    "shutdown_notice": "Sorry, we have to end this call now. Please call back in a minute.",
     "caller_booking": "Hi, I'd like to book an appointment for tomorrow at ten, please.",
     "caller_goodbye": "That's all, thank you. Goodbye.",
 }
 
 #: Clips spoken by the agent (the fake model) and by the simulated caller.
-AGENT_CLIPS: tuple[str, ...] = ("greeting", "reply_booking", "reply_generic", "goodbye", "apology")
+AGENT_CLIPS: tuple[str, ...] = (
+    "greeting",
+    "reply_booking",
+    "reply_generic",
+    "goodbye",
+    "apology",
+    "shutdown_notice",
+)
 CALLER_CLIPS: tuple[str, ...] = ("caller_booking", "caller_goodbye")
 
 #: Rate the committed WAVs are stored at.
 ASSET_RATE = 16_000
 
 
+def is_clip(name: str) -> bool:
+    """Whether `name` is a committed clip or a well-formed tone name."""
+    try:
+        return name in CLIPS or parse_tone(name) is not None
+    except ValueError:
+        return False
+
+
 def clip_text(name: str) -> str:
-    """The transcript of clip `name`; KeyError names the known clips."""
+    """The transcript of clip `name` ("" for a tone); KeyError names the known clips."""
+    if name.startswith("tone:") and is_clip(name):
+        return ""
     try:
         return CLIPS[name]
     except KeyError:
@@ -52,11 +73,19 @@ def load_clip(name: str, rate: int = ASSET_RATE) -> npt.NDArray[np.int16]:
 
 def clip_duration(name: str) -> float:
     """Length of clip `name` in seconds."""
+    tone = parse_tone(name)
+    if tone is not None:
+        return tone.seconds
     return len(_load(name, ASSET_RATE)) / ASSET_RATE
 
 
 @cache
 def _load(name: str, rate: int) -> npt.NDArray[np.int16]:
+    tone = parse_tone(name)
+    if tone is not None:
+        synthetic = tone.samples(rate)
+        synthetic.flags.writeable = False
+        return synthetic
     clip_text(name)  # fail early with the list of names
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")

@@ -31,9 +31,11 @@ Opener = Callable[[Path], BinaryIO]
 CHANNELS = 2  # caller left, agent right
 MAX_PENDING_S = 10.0  # see Timeline: how far agent audio may be scheduled before forced commit
 MAX_JUMP_S = 300.0  # a timestamp further ahead than this is bogus, not a gap
-# Kept uncommitted behind the newest caller position (see Timeline). With the flush
-# interval it bounds what a kill -9 loses: 0.2 s + 0.5 s, under the promised 1 s.
-HOLDBACK_S = 0.2
+# Kept uncommitted behind the newest caller position (see Timeline). It must exceed the
+# bridge's 200 ms playout lead with slack for event-loop delays under load, or the tail
+# of an agent turn can arrive after its place was committed (seen at 0.2 s). With the
+# flush interval it bounds what a kill -9 loses: 0.4 s + 0.5 s, under the promised 1 s.
+HOLDBACK_S = 0.4
 FSYNC_INTERVAL_S = 5.0  # the page cache survives kill -9; fsync only bounds power-loss damage
 
 

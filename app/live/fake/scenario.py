@@ -63,7 +63,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.live.fake.clips import CLIPS, clip_text
+from app.live.fake.clips import CLIPS, clip_text, is_clip
 
 _FAULT_KEYS = frozenset(
     {
@@ -109,6 +109,7 @@ class ToolCallSpec(_Model):
 class Reply(_Model):
     """One model turn: optional tool calls, then a clip with its transcript."""
 
+    #: A name from `clips.CLIPS`, a tone ("tone:1000:2.0", "tone:HZ:SECONDS:DBFS"), or None.
     clip: str | None = "reply_generic"
     #: outputTranscription text; defaults to the clip's transcript.
     text: str | None = None
@@ -119,8 +120,10 @@ class Reply(_Model):
     @field_validator("clip")
     @classmethod
     def _known_clip(cls, v: str | None) -> str | None:
-        if v is not None and v not in CLIPS:
-            raise ValueError(f"unknown clip {v!r}; known: {sorted(CLIPS)}")
+        if v is not None and not is_clip(v):
+            raise ValueError(
+                f"unknown clip {v!r}; known: {sorted(CLIPS)}, or a tone: tone:HZ:SECONDS[:DBFS]"
+            )
         return v
 
     @property

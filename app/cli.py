@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -140,7 +141,13 @@ def _serve(args: argparse.Namespace) -> int:
     configure_from_settings(settings)
     settings.check_can_serve()
     services = build_services(settings)
-    return serve(services, create_app(services))
+    app = create_app(services)
+    # Everything imported and built so far lives as long as the process: keep it out of
+    # the cyclic GC's full collections, which calls' allocations would otherwise
+    # trigger over and over (each a walk over every module-level object).
+    gc.collect()
+    gc.freeze()
+    return serve(services, app)
 
 
 if __name__ == "__main__":

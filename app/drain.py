@@ -202,6 +202,10 @@ def serve(services: Services, app: Starlette, **config: Any) -> int:
             port=settings.port,
             log_config=None,
             ws_max_size=1 << 20,
+            # Media Streams frames are small JSON with base64 audio: permessage-deflate
+            # (if a client offers it) would cost zlib work on every 20 ms frame for
+            # little gain. `ws` stays "auto": websockets' sans-I/O implementation.
+            ws_per_message_deflate=False,
             proxy_headers=settings.trust_proxy_headers,
             # After the drain, connections that are still open (a stream that never
             # sent `start`) get this long before uvicorn cancels them.

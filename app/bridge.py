@@ -570,7 +570,11 @@ class CallBridge:
             if not pending.immediate and now - quiet_since < self._config.goodbye_grace_seconds:
                 continue
             async with self._send_lock:
-                pending.mark = await self._send_mark("exit")
+                # Note the mark before sending it: with playback idle, the echo comes
+                # back at once and may be handled before the send returns.
+                mark = self.playout.new_mark("exit")
+                pending.mark = mark.name
+                await self._sink.send_text(mark_message(self.call.stream_sid, mark.name))
 
     async def _check_input_pause(self) -> None:
         # Under automatic VAD the model should hear that input paused (> ~1 s without

@@ -227,3 +227,25 @@ async def test_tool_call_without_tools_gets_an_error_result() -> None:
     assert "error" in session.tool_responses[0].response
     sock.hang_up()
     await run
+
+
+class YieldingSocket(FakeTwilioSocket):
+    """Twilio over a real socket: a send yields to the loop, so an immediate echo (a mark
+    with nothing left to play) can be handled before the send returns."""
+
+    async def send_text(self, data: str) -> None:
+        await super().send_text(data)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+
+async def test_exit_mark_echoed_at_once_still_ends_the_call() -> None:
+    connector, sock = ScriptedConnector(), YieldingSocket()
+    # A fallback far beyond the wait below: only the mark's echo can end this call.
+    bridge = make_bridge(connector, sock, goodbye_grace_seconds=0.2, hangup_fallback_seconds=60)
+    run = asyncio.create_task(bridge.run(sock.messages()))
+    await connector.connected.wait()
+    connector.sessions[0].emit(agent_audio(0.2), TurnComplete())
+    await asyncio.sleep(0.6)  # the goodbye has played out: the exit mark echoes at once
+    await bridge.request_exit(EndReason.AGENT_HANGUP)
+    assert await asyncio.wait_for(run, 5) is EndReason.AGENT_HANGUP

@@ -123,7 +123,7 @@ async def build_bridge(
         transfer=transfer,
         log=log,
     )
-    if services.tool_registry is not None and services.tool_registry.names():
+    if services.tool_registry.names():
         await services.state_store.seed(
             call.call_sid,
             {

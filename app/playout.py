@@ -50,8 +50,6 @@ class Playout:
     _mark_seq: int = 0
     pending_marks: dict[str, PendingMark] = field(default_factory=dict)
     discarded_marks: set[str] = field(default_factory=set)
-    frames_sent: int = 0
-    clears: int = 0
 
     # --- feeding ---------------------------------------------------------------
     def push(self, pcm: NDArray[np.int16]) -> None:
@@ -86,7 +84,6 @@ class Playout:
         self._buffer = self._buffer[FRAME_SAMPLES:]
         start = max(now, self._play_end)
         self._play_end = start + FRAME_SAMPLES
-        self.frames_sent += 1
         self._frames_since_mark += 1
         return Frame(pcm, start)
 
@@ -122,9 +119,4 @@ class Playout:
         self.discarded_marks.update(self.pending_marks)
         self.pending_marks.clear()
         self._frames_since_mark = 0
-        self.clears += 1
         return stopped_at
-
-    def idle(self, now: int) -> bool:
-        """Nothing queued and everything sent has been played (by our clock)."""
-        return self._buffer.size == 0 and self._play_end <= now

@@ -1,14 +1,14 @@
 """Everything a request handler needs, built once per process and passed explicitly.
 
-Tests build a `Services` with fakes (a fake Live connector, a fake Twilio REST client,
-a memory state store) and hand it to `create_app`; nothing is patched.
+`app.server.build_services` makes one from settings; tests pass their own peers to it
+(a fake Live connector, a fake Twilio REST client) and hand the result to `create_app`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +18,14 @@ from app.metrics import Metrics
 from app.prewarm import PrewarmPool
 from app.settings import Settings
 from app.stream_tokens import StreamTokens
+from app.twilio_rest import TwilioRest
+from tools.context import StateStore
+from tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from app.bridge import CallBridge
 
 
 @dataclass
@@ -26,15 +34,15 @@ class Services:
     connector: LiveConnector
     prewarm: PrewarmPool
     stream_tokens: StreamTokens
+    state_store: StateStore
+    tool_registry: ToolRegistry
     metrics: Metrics = field(default_factory=Metrics)
     apology: NDArray[np.int16] | None = None
-    state_store: Any = None
-    twilio_rest: Any = None
-    tool_registry: Any = None
-    redis: Any = None
+    twilio_rest: TwilioRest | None = None  # None: no Twilio credentials configured
+    redis: Redis | None = None  # shared by the stream-token ledger; None without REDIS_URL
     draining: bool = False
     active_calls: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
-    bridges: dict[str, Any] = field(default_factory=dict)
+    bridges: dict[str, CallBridge] = field(default_factory=dict)
 
     def observe_signature_failure(self, where: str) -> None:
         self.metrics.signature_failure(where)

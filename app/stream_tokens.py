@@ -20,6 +20,7 @@ import time
 from typing import Protocol
 
 import structlog
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -60,7 +61,7 @@ class RedisUsedTokens:
     only the token's short TTL and its binding to the call sid remain).
     """
 
-    def __init__(self, redis: object) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._fallback = MemoryUsedTokens()
 
@@ -68,7 +69,7 @@ class RedisUsedTokens:
         if not await self._fallback.claim(token_id, ttl_seconds):
             return False  # claimed here during an outage
         try:
-            result = await self._redis.set(  # type: ignore[attr-defined]
+            result = await self._redis.set(
                 f"voicebot:stream-token:{token_id}", "1", nx=True, ex=max(1, int(ttl_seconds) + 1)
             )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

@@ -69,10 +69,6 @@ class LiveLink:
         self.reconnects = 0
 
     @property
-    def handle(self) -> str | None:
-        return self._handle
-
-    @property
     def session(self) -> LiveSession | None:
         return self._session
 

@@ -489,12 +489,14 @@ class CallBridge:
         while True:
             await self._audio_ready.wait()
             self._audio_ready.clear()
-            while True:
+            # Drain the queue at the pacing rate. Time passes while a burst is sent, so
+            # frames may be due again at once: keep going until none is queued, never
+            # rely on new audio arriving to wake us (a notice or a last turn gets none).
+            while self.playout.has_frame():
                 await self._send_ready_frames()
                 wait = self.playout.wait_samples(self.now_sample())
-                if not self.playout.has_frame() or not wait:
-                    break
-                await asyncio.sleep(wait / RATE)
+                if self.playout.has_frame() and wait:
+                    await asyncio.sleep(wait / RATE)
 
     async def _send_ready_frames(self) -> int:
         """Send every frame the pacing budget allows now, then any due marks."""
@@ -530,6 +532,13 @@ class CallBridge:
 
     async def _on_mark(self, name: str) -> None:
         mark, played = self.playout.mark_echoed(name)
+        if name.startswith("exit"):
+            self._log.debug(
+                "call.exit_mark_echoed",
+                mark=name,
+                played=played,
+                waiting_for=self._exit.mark if self._exit else None,
+            )
         if self._exit is not None and self._exit.mark == name:
             if played:
                 await self._perform_exit(self._exit)
@@ -575,6 +584,7 @@ class CallBridge:
                 mark = self.playout.new_mark("exit")
                 pending.mark = mark.name
                 await self._sink.send_text(mark_message(self.call.stream_sid, mark.name))
+            self._log.debug("call.exit_mark_sent", mark=mark.name)
 
     async def _check_input_pause(self) -> None:
         # Under automatic VAD the model should hear that input paused (> ~1 s without

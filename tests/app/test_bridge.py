@@ -249,3 +249,29 @@ async def test_exit_mark_echoed_at_once_still_ends_the_call() -> None:
     await asyncio.sleep(0.6)  # the goodbye has played out: the exit mark echoes at once
     await bridge.request_exit(EndReason.AGENT_HANGUP)
     assert await asyncio.wait_for(run, 5) is EndReason.AGENT_HANGUP
+
+
+async def test_queued_audio_plays_out_even_when_nothing_new_arrives() -> None:
+    """Time passes between the pacing check that ends a burst of sends and the next, so
+    frames can be due again at once; the sender must keep going without a new chunk to
+    wake it (a shutdown notice, the tail of a last turn)."""
+    reads = [0]
+
+    def clock() -> float:
+        reads[0] += 1  # every look at the clock finds it 20 ms later
+        return time.monotonic() + 0.02 * reads[0]
+
+    connector, sock = ScriptedConnector(), FakeTwilioSocket()
+    bridge = CallBridge(
+        CallInfo(call_sid="CA" + "0" * 32, stream_sid=sock.stream_sid),
+        sock,
+        connector,
+        config=BridgeConfig(hangup_fallback_seconds=3600),
+        clock=clock,
+    )
+    run = asyncio.create_task(bridge.run(sock.messages()))
+    await connector.connected.wait()
+    await bridge.say_and_end(tone(1.0, 8000, 500.0), EndReason.SHUTDOWN)
+    assert await asyncio.wait_for(run, 10) is EndReason.SHUTDOWN
+    media = [m for _, m in sock.sent if type(m).__name__ == "OutboundMedia"]
+    assert len(media) == 50  # the whole 1 s notice, then its exit mark ended the call

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,49 @@ class Stack:
     admin_token: str
     server: ProcStat
     fake: ProcStat
+    placement: dict[str, Any] = field(default_factory=dict)
+
+
+class Placement:
+    """Which CPUs the server and the load run on.
+
+    On a shared pair of cores the callers and the fake steal the server's CPU, and the
+    server's figures then say more about the load generator than about the bridge. Pinned,
+    the server has CPU 0 to itself and everything else runs on the rest; children inherit
+    the affinity of this process at spawn, so this process switches before each spawn.
+    """
+
+    def __init__(self, pin: bool) -> None:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.enabled = pin and len(cpus) >= 2
+        self._all = set(cpus)
+        self.server_cpus = {cpus[0]} if self.enabled else set(cpus)
+        self.load_cpus = self._all - self.server_cpus if self.enabled else set(cpus)
+
+    @contextlib.contextmanager
+    def for_server(self) -> Iterator[None]:
+        self._set(self.server_cpus)
+        try:
+            yield
+        finally:
+            self._set(self.load_cpus)
+
+    def for_load(self) -> None:
+        self._set(self.load_cpus)
+
+    def release(self) -> None:
+        self._set(self._all)
+
+    def _set(self, cpus: set[int]) -> None:
+        if self.enabled:
+            os.sched_setaffinity(0, cpus)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "pinned": self.enabled,
+            "server_cpus": sorted(self.server_cpus),
+            "load_cpus": sorted(self.load_cpus),
+        }
 
 
 async def _read_fake_banner(proc: asyncio.subprocess.Process) -> tuple[str, str]:
@@ -163,11 +206,19 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bench_stack(work: Path, server_prefix: Sequence[str] = ()) -> AsyncIterator[Stack]:
+async def bench_stack(
+    work: Path,
+    server_prefix: Sequence[str] = (),
+    *,
+    live_client: str | None = None,
+    pin: bool = True,
+) -> AsyncIterator[Stack]:
     """The fake Live server and the real server, each in its own process."""
     scenario = work / "scenario.json"
     scenario.write_text(json.dumps(SCENARIO), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    placement = Placement(pin)
+    placement.for_load()
     fake = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -202,21 +253,32 @@ async def bench_stack(work: Path, server_prefix: Sequence[str] = ()) -> AsyncIte
             "DRAIN_TIMEOUT": "2",
             "BENCH_TIMINGS": "200000",
         }
-        server = await asyncio.create_subprocess_exec(
-            *(server_prefix or [sys.executable]),
-            "-m",
-            "app.cli",
-            "serve",
-            cwd=work,  # no stray .env from wherever the bench was started
-            env=server_env,
-            stdout=subprocess.DEVNULL,
-        )
+        if live_client:
+            server_env["LIVE_CLIENT"] = live_client
+        with placement.for_server():
+            server = await asyncio.create_subprocess_exec(
+                *(server_prefix or [sys.executable]),
+                "-m",
+                "app.cli",
+                "serve",
+                cwd=work,  # no stray .env from wherever the bench was started
+                env=server_env,
+                stdout=subprocess.DEVNULL,
+            )
         await _wait_healthy(base_url, server)
-        yield Stack(base_url, auth, admin, ProcStat(server.pid), ProcStat(fake.pid))
+        yield Stack(
+            base_url,
+            auth,
+            admin,
+            ProcStat(server.pid),
+            ProcStat(fake.pid),
+            placement.describe() | {"live_client": live_client or "default"},
+        )
     finally:
         if server is not None:
             await _stop(server)
         await _stop(fake)
+        placement.release()
 
 
 async def _timings(stack: Stack, *, reset: bool) -> dict[str, list[float]]:
@@ -373,6 +435,7 @@ def summarize(
     idle_rss: int,
     started: float,
     codec: dict[str, float],
+    placement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     call_seconds = sum(r.duration_ms for r in reports) / 1000
     cpu_used = cpu[1] - cpu[0]
@@ -398,6 +461,7 @@ def summarize(
         "calls": calls,
         "duration_s": duration,
         "machine": machine(),
+        "placement": placement or {},
         "failed_calls": len(failed),
         "errors": failed[:5],
         "call_seconds": round(call_seconds, 1),
@@ -419,6 +483,7 @@ def summarize(
         },
         "caller": {
             "frames_received": sum(r.frames_received for r in reports),
+            "media_messages_received": sum(r.media_messages for r in reports),
             "underruns": sum(r.underruns for r in reports),
             "late_or_lost_frames": gap_frames,
             "clears": sum(r.clears for r in reports),
@@ -437,10 +502,12 @@ async def run_bench(
     *,
     warmup_seconds: float = WARMUP_SECONDS,
     server_prefix: Sequence[str] = (),
+    live_client: str | None = None,
+    pin: bool = True,
 ) -> dict[str, Any]:
     codec = await asyncio.to_thread(codec_costs)
     with tempfile.TemporaryDirectory(prefix="voicebot-bench-") as tmp:
-        async with bench_stack(Path(tmp), server_prefix) as stack:
+        async with bench_stack(Path(tmp), server_prefix, live_client=live_client, pin=pin) as stack:
             if warmup_seconds > 0:
                 await _run_calls(stack, 1, warmup_seconds)
             await asyncio.sleep(0.5)  # let the warm-up call's recording close
@@ -462,6 +529,7 @@ async def run_bench(
         idle_rss,
         started,
         codec,
+        stack.placement,
     )
 
 
@@ -478,6 +546,14 @@ def print_report(r: dict[str, Any]) -> None:
     m, s, lat, c = r["machine"], r["server"], r["latency_ms"], r["caller"]
     print(f"voicebot bench: {r['calls']} calls x {r['duration_s']} s")
     print(f"  machine: {m['cpus']} CPUs, {m['cpu_model']}, Python {m['python']}")
+    p = r.get("placement") or {}
+    if p:
+        where = (
+            f"server on CPU {p['server_cpus']}, fake Live and callers on CPU {p['load_cpus']}"
+            if p["pinned"]
+            else "server, fake Live and callers share every CPU"
+        )
+        print(f"  placement: {where}; Live client: {p.get('live_client')}")
     if r["failed_calls"]:
         print(f"  FAILED calls: {r['failed_calls']}: {r['errors']}")
     print("\nServer process")
@@ -519,31 +595,76 @@ def _run(coro: Any) -> Any:
         return runner.run(coro)
 
 
+def _p99(result: dict[str, Any], name: str) -> str:
+    value = result["latency_ms"][name]["p99_ms"]
+    return "-" if value is None else f"{value:.2f}"
+
+
+def sweep_table(results: list[dict[str, Any]]) -> str:
+    """One line per N, and the largest N that met the bar."""
+    lines = [
+        "    N  CPU ms/call-s (steady)  MB/call  c->m p99  m->c p99  clear p99  lost  failed  ok",
+    ]
+    best = None
+    for r in results:
+        s = r["server"]
+        ok = r["meets_p99_10ms_no_loss"]
+        if ok:
+            best = r["calls"] if best is None else max(best, r["calls"])
+        cpu = f"{s['cpu_ms_per_call_second']} ({s['steady_cpu_ms_per_call_second']})"
+        lines.append(
+            f"{r['calls']:>5}  {cpu:>22}  {s['rss_mb_per_call']:>7}"
+            f"  {_p99(r, 'caller_to_model'):>8}  {_p99(r, 'model_to_caller'):>8}"
+            f"  {_p99(r, 'interrupted_to_clear'):>9}  {r['caller']['late_or_lost_frames']:>4}"
+            f"  {r['failed_calls']:>6}  {'yes' if ok else 'no'}"
+        )
+    lines.append(
+        f"largest N with p99 <= {BAR_P99_MS:g} ms both ways and no frame lost: "
+        + ("none" if best is None else str(best))
+    )
+    return "\n".join(lines)
+
+
 def main(
     *,
     calls: int = 10,
     duration: float = 20.0,
     json_output: bool = False,
     server_prefix: Sequence[str] = (),
+    live_client: str | None = None,
+    pin: bool = True,
+    sweep: Sequence[int] = (),
 ) -> int:
-    if calls < 1 or duration <= 0:
+    counts = list(sweep) or [calls]
+    if min(counts) < 1 or duration <= 0:
         print("voicebot bench: --calls must be >= 1 and --duration > 0", file=sys.stderr)
         return 2
-    result: dict[str, Any] = _run(run_bench(calls, duration, server_prefix=server_prefix))
+    results: list[dict[str, Any]] = []
+    for n in counts:
+        result: dict[str, Any] = _run(
+            run_bench(n, duration, server_prefix=server_prefix, live_client=live_client, pin=pin)
+        )
+        results.append(result)
+        if not json_output:
+            print_report(result)
+            print()
     if json_output:
-        print(json.dumps(result, indent=2))
-    else:
-        print_report(result)
-    return 0 if not result["failed_calls"] else 1
+        print(json.dumps(results if sweep else results[0], indent=2))
+    elif sweep:
+        print(sweep_table(results))
+    return 0 if not any(r["failed_calls"] for r in results) else 1
 
 
 if __name__ == "__main__":
     import argparse
 
+    from app.bench_options import add_options, option_values
+
     parser = argparse.ArgumentParser(prog="python -m app.bench")
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--json", action="store_true")
+    add_options(parser)
     parser.add_argument(
         "--server-prefix",
         default="",
@@ -556,5 +677,6 @@ if __name__ == "__main__":
             duration=ns.duration,
             json_output=ns.json,
             server_prefix=ns.server_prefix.split(),
+            **option_values(ns),
         )
     )

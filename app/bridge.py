@@ -41,7 +41,7 @@ from app.live.events import (
     Usage,
 )
 from app.live.link import LiveLink, Reconnected
-from app.playout import RATE, Playout
+from app.playout import FRAME_SAMPLES, RATE, Playout
 from telephony.messages import (
     Dtmf,
     Mark,
@@ -499,7 +499,8 @@ class CallBridge:
                     await asyncio.sleep(wait / RATE)
 
     async def _send_ready_frames(self) -> int:
-        """Send every frame the pacing budget allows now, then any due marks."""
+        """Send what the pacing budget allows now (normally one message of whole
+        frames, see `Playout`), then any due marks. Returns the frames sent."""
         sent = 0
         async with self._send_lock:
             try:
@@ -508,7 +509,7 @@ class CallBridge:
                     await self._sink.send_text(media_message(self.call.stream_sid, payload))
                     if self._agent_rec is not None:
                         self._agent_rec.add(frame.start_sample, frame.pcm)
-                    sent += 1
+                    sent += frame.pcm.size // FRAME_SAMPLES
                     if self.playout.progress_mark_due():
                         await self._send_mark("progress")
             finally:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from app.bench_options import add_options as add_bench_options
+from app.bench_options import option_values as bench_option_values
 from app.errors import ConfigError, VoicebotError
 
 
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--calls", type=int, default=10)
     bench.add_argument("--duration", type=float, default=20.0)
     bench.add_argument("--json", action="store_true")
+    add_bench_options(bench)
 
     codec = sub.add_parser("codec-report", help="print the codec's CPU cost, delay and rejection")
     codec.add_argument("--json", action="store_true")
@@ -110,7 +113,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "bench":
         from app.bench import main as bench_main
 
-        return bench_main(calls=args.calls, duration=args.duration, json_output=args.json)
+        return bench_main(
+            calls=args.calls,
+            duration=args.duration,
+            json_output=args.json,
+            **bench_option_values(args),
+        )
     if command == "codec-report":
         from telephony.codec_report import main as report_main
 

@@ -17,8 +17,9 @@ from app import webhooks
 from app.assets import load_clip_8k
 from app.calls_api import calls_routes
 from app.errors import ConfigError
-from app.live.adapter import GeminiConnector, LiveOptions
+from app.live.direct import DirectConnector
 from app.live.events import LiveConnector
+from app.live.options import LiveOptions
 from app.media import media_endpoint
 from app.metrics import Metrics, metrics_route, timings_route
 from app.prewarm import PrewarmPool
@@ -33,29 +34,32 @@ from tools.loader import ToolLoadError, build_registry
 log = structlog.get_logger()
 
 
-def gemini_connector(
-    settings: Settings, tool_declarations: list[dict[str, Any]]
-) -> GeminiConnector:
+def gemini_connector(settings: Settings, tool_declarations: list[dict[str, Any]]) -> LiveConnector:
+    """The Live connector chosen by LIVE_CLIENT, both opened with the same options."""
     api_key = settings.secret("gemini_api_key")
     if not api_key:
         raise ConfigError(
             "GEMINI_API_KEY is not set (run `voicebot demo` to try the service offline)"
         )
-    return GeminiConnector(
-        LiveOptions(
-            api_key=api_key,
-            model=settings.gemini_model,
-            voice=settings.gemini_voice,
-            instructions=settings.instructions,
-            api_version=settings.gemini_api_version,
-            base_url=settings.gemini_base_url,
-            tool_declarations=tool_declarations,
-            ssl_context=settings.ssl_context(),
-            ping_interval=settings.live_ping_interval,
-            ping_timeout=settings.live_ping_timeout,
-            connect_timeout=settings.live_connect_timeout,
-        )
+    options = LiveOptions(
+        api_key=api_key,
+        model=settings.gemini_model,
+        voice=settings.gemini_voice,
+        instructions=settings.instructions,
+        api_version=settings.gemini_api_version,
+        base_url=settings.gemini_base_url,
+        tool_declarations=tool_declarations,
+        ssl_context=settings.ssl_context(),
+        ping_interval=settings.live_ping_interval,
+        ping_timeout=settings.live_ping_timeout,
+        connect_timeout=settings.live_connect_timeout,
     )
+    if settings.live_client == "sdk":
+        # Imported here: the SDK (and its import time) is only needed when chosen.
+        from app.live.adapter import GeminiConnector
+
+        return GeminiConnector(options)
+    return DirectConnector(options)
 
 
 def twilio_rest(settings: Settings) -> TwilioRest | None:

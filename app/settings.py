@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     gemini_voice: str = "Puck"
     gemini_base_url: str | None = None
     gemini_api_version: str = "v1beta"
+    # Live client: "direct" speaks the wire protocol (cheap per message); "sdk": google-genai.
+    live_client: Literal["direct", "sdk"] = "direct"
     system_prompt: str | None = None
     system_prompt_file: Path | None = None
     greeting: str = "Greet the caller warmly and ask how you can help."

@@ -122,7 +122,8 @@ class CallReport:
     clears: int = 0
     clear_times_ms: list[float] = field(default_factory=list)
     marks: list[MarkRecord] = field(default_factory=list)
-    frames_received: int = 0
+    frames_received: int = 0  # 20 ms of audio each, whatever size the messages were
+    media_messages: int = 0
     bytes_received: int = 0
     frames_sent: int = 0
     underruns: int = 0
@@ -255,8 +256,9 @@ class _Call:
         if message.stream_sid != self.stream_sid:
             raise ProtocolError("server message names another streamSid")
         if isinstance(message, OutboundMedia):
-            self.report.frames_received += 1
+            self.report.media_messages += 1
             self.report.bytes_received += len(message.payload)
+            self.report.frames_received = self.report.bytes_received // FRAME_BYTES
             self.player.push_audio(message.payload)
         elif isinstance(message, OutboundMark):
             await self.echo(self.player.push_mark(message.name), True, self.now_ms())

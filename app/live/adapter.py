@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 from google import genai
@@ -39,9 +37,11 @@ from app.live.events import (
     Usage,
 )
 
-INPUT_MIME = "audio/pcm;rate=16000"
-_RATE_RE = re.compile(r"rate=(\d+)")
-_DURATION_RE = re.compile(r"^\s*([0-9.]+)\s*s?\s*$")
+# Shared with the direct client; re-exported so `from app.live.adapter import ...` works.
+from app.live.options import INPUT_MIME as INPUT_MIME
+from app.live.options import LiveOptions as LiveOptions
+from app.live.options import is_audio_mime, rate_of
+from app.live.options import parse_duration as parse_duration
 
 
 def translate(message: types.LiveServerMessage) -> list[LiveEvent]:
@@ -58,8 +58,8 @@ def translate(message: types.LiveServerMessage) -> list[LiveEvent]:
         if content.model_turn and content.model_turn.parts:
             for part in content.model_turn.parts:
                 blob = part.inline_data
-                if blob is not None and blob.data and _is_audio(blob.mime_type):
-                    events.append(AgentAudio(blob.data, _rate_of(blob.mime_type)))
+                if blob is not None and blob.data and is_audio_mime(blob.mime_type):
+                    events.append(AgentAudio(blob.data, rate_of(blob.mime_type)))
         if content.output_transcription and content.output_transcription.text:
             events.append(AgentTranscript(content.output_transcription.text))
         if content.interrupted:
@@ -89,46 +89,6 @@ def translate(message: types.LiveServerMessage) -> list[LiveEvent]:
             )
         )
     return events
-
-
-def _is_audio(mime_type: str | None) -> bool:
-    return mime_type is None or mime_type.startswith("audio/")
-
-
-def _rate_of(mime_type: str | None) -> int:
-    match = _RATE_RE.search(mime_type or "")
-    return int(match.group(1)) if match else 24000
-
-
-def parse_duration(value: object) -> float | None:
-    """`goAway.timeLeft` is a protobuf Duration: "50s" on the wire, maybe a number."""
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION_RE.match(value)):
-        return float(match.group(1))
-    return None
-
-
-@dataclass(frozen=True)
-class LiveOptions:
-    """What every session of this service is opened with."""
-
-    api_key: str
-    model: str
-    voice: str
-    instructions: str
-    api_version: str = "v1beta"
-    base_url: str | None = None
-    tool_declarations: Sequence[Mapping[str, Any]] = ()
-    ssl_context: ssl.SSLContext | None = None
-    ping_interval: float = 30.0
-    ping_timeout: float = 60.0
-    connect_timeout: float = 10.0
-    # Audio-only sessions are cut at 15 min without compression; with a sliding
-    # window they are unlimited. Native-audio models have a 128k-token window.
-    compression_trigger_tokens: int = 100_000
-    compression_target_tokens: int = 50_000
-    extra_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class GeminiConnector:

@@ -1,15 +1,15 @@
 """`CallRecorder`: a stereo WAV of what was said and heard, and the call record.
 
-The bridge calls the recorder from the event loop. Every public method only puts a
-command on a queue (microseconds, never blocks, never raises); one writer thread per
-call owns all the state and does all file I/O. Commands run in the order they were
+The bridge calls the recorder from the event loop. Every public method only posts a
+command to a mailbox (an append: never wakes anyone, never blocks, never raises); one
+writer thread per call collects them when it flushes, owns all the state and does all
+file I/O. Commands run in the order they were
 made, so the writer sees the call exactly as the bridge did.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -20,6 +20,7 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
+from app.recording.mailbox import Mailbox
 from app.recording.record import Side
 from app.recording.timeline import AGENT, CALLER
 from app.recording.writer import (
@@ -50,7 +51,7 @@ class CallRecorder:
         opener: Opener = open_new_file,
     ) -> None:
         self.call_sid = call_sid
-        self._queue: queue.SimpleQueue[Command | CloseRequest] = queue.SimpleQueue()
+        self._queue: Mailbox[Command | CloseRequest] = Mailbox()
         self._lock = threading.Lock()
         self._result: Future[RecordingResult] | None = None
         self._writer = RecordingWriter(
@@ -138,7 +139,7 @@ class CallRecorder:
         with self._lock:
             if self._result is None:
                 self._result = Future()
-                self._queue.put(CloseRequest(end_reason, self._result))
+                self._queue.put_urgent(CloseRequest(end_reason, self._result))
             return self._result
 
     def _put(self, method: Callable[..., None], *args: object) -> None:

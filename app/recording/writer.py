@@ -1,13 +1,13 @@
 """The writer thread of one recording: owns the timeline, the WAV and the call log.
 
-Everything here runs on the thread `CallRecorder` starts; `CallRecorder` only queues
-`Command`s and one `CloseRequest`. Broad `except`s are at this I/O edge, and each logs.
+Everything here runs on the thread `CallRecorder` starts; `CallRecorder` only posts
+`Command`s and one `CloseRequest` to its `Mailbox`, which the writer empties when it
+flushes (or at once for the close). Broad `except`s are at this I/O edge, and each logs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,6 +21,7 @@ import structlog
 from numpy.typing import NDArray
 
 from app.recording.files import is_call_sid
+from app.recording.mailbox import Mailbox
 from app.recording.mp3 import encode_mp3
 from app.recording.record import CallLog, Json, build_record, write_json_atomic
 from app.recording.timeline import Timeline
@@ -105,33 +106,31 @@ class RecordingWriter:
         # A fresh proxy per call: a logger cached at import would escape capture_logs().
         self._log = structlog.get_logger("app.recording").bind(call_sid=call_sid)
 
-    def run(self, commands: queue.SimpleQueue[Command | CloseRequest]) -> None:
+    def run(self, commands: Mailbox[Command | CloseRequest]) -> None:
         try:
             self._serve(commands)
         except Exception:  # a bug: say so loudly, and still answer aclose() so no call hangs
             self._log.exception("recording.writer_crashed")
             self._answer_close(commands, "the recording writer crashed")
 
-    def _answer_close(
-        self, commands: queue.SimpleQueue[Command | CloseRequest], error: str
-    ) -> None:
-        while not isinstance(command := commands.get(), CloseRequest):
-            continue
-        if command.future.set_running_or_notify_cancel():
-            command.future.set_result(self.failed_result(error))
+    def _answer_close(self, commands: Mailbox[Command | CloseRequest], error: str) -> None:
+        while True:
+            for command in commands.take(None):
+                if isinstance(command, CloseRequest):
+                    if command.future.set_running_or_notify_cancel():
+                        command.future.set_result(self.failed_result(error))
+                    return
 
-    def _serve(self, commands: queue.SimpleQueue[Command | CloseRequest]) -> None:
+    def _serve(self, commands: Mailbox[Command | CloseRequest]) -> None:
         self._open()
         next_flush = next_fsync = time.monotonic()
         while True:
-            try:
-                command = commands.get(timeout=max(0.0, next_flush - time.monotonic()))
-            except queue.Empty:
-                command = None
-            if isinstance(command, CloseRequest):
-                self._close(command)
-                return
-            if command is not None:
+            # Wake at the flush deadline (or for the close): every command made so far
+            # is applied before each flush, so batching them loses nothing.
+            for command in commands.take(max(0.0, next_flush - time.monotonic())):
+                if isinstance(command, CloseRequest):
+                    self._close(command)
+                    return
                 self._run(command)
             now = time.monotonic()
             if now >= next_flush:

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from app.bench import caller_script, main
+from app.bench import caller_script, main, sweep_table
+from app.bench_options import parse_sweep
 
 
 def test_caller_script_fills_the_duration() -> None:
@@ -39,3 +40,40 @@ def test_bench_smoke_reports_every_field(capsys: pytest.CaptureFixture[str]) -> 
     assert {"codec_ms", "twilio_json_ms"} <= set(report["codec_ms_per_call_second"])
     assert report["machine"]["cpus"]
     assert isinstance(report["meets_p99_10ms_no_loss"], bool)
+
+
+def test_sweep_counts_are_parsed_and_checked() -> None:
+    assert parse_sweep("5, 10,20") == [5, 10, 20]
+    with pytest.raises(ValueError, match="call counts"):
+        parse_sweep("5,ten")
+    with pytest.raises(ValueError, match=">= 1"):
+        parse_sweep("0,5")
+
+
+def _result(calls: int, p99: float | None, lost: int) -> dict[str, object]:
+    timing = {"count": 1, "p50_ms": p99, "p95_ms": p99, "p99_ms": p99, "max_ms": p99}
+    return {
+        "calls": calls,
+        "failed_calls": 0,
+        "server": {
+            "cpu_ms_per_call_second": 20.0,
+            "steady_cpu_ms_per_call_second": 19.0,
+            "rss_mb_per_call": 0.5,
+        },
+        "latency_ms": {
+            "caller_to_model": timing,
+            "model_to_caller": timing,
+            "interrupted_to_clear": timing,
+        },
+        "caller": {"late_or_lost_frames": lost},
+        "meets_p99_10ms_no_loss": p99 is not None and p99 <= 10 and lost == 0,
+    }
+
+
+def test_sweep_table_names_the_largest_n_that_met_the_bar() -> None:
+    table = sweep_table([_result(5, 2.0, 0), _result(10, 4.0, 0), _result(20, 12.0, 0)])
+    assert table.splitlines()[-1].endswith(": 10")
+    assert len(table.splitlines()) == 5
+
+    none = sweep_table([_result(20, 3.0, 7)])
+    assert none.splitlines()[-1].endswith(": none")

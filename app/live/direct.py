@@ -1,0 +1,400 @@
+"""The direct Live client: the Live wire protocol over one `websockets` connection.
+
+Why: under load the google-genai SDK's per-message work (pydantic validation,
+converters, stdlib json, URL-safe base64) was the biggest CPU item of the server
+(~40% of the event loop for 20 ms audio frames, ~13% on receive). This client sends
+and reads the same JSON as the SDK (the Live API's BidiGenerateContent messages) with
+orjson and binascii, and implements the same `LiveConnector` / `LiveSession`
+interfaces. The SDK adapter (`app.live.adapter`) stays as the reference and fallback
+(`LIVE_CLIENT=sdk`).
+
+Wire choices, all mirroring google-genai 3.4 so the server sees what it already knows:
+- URL `wss://{host}/ws/google.ai.generativelanguage.{version}.GenerativeService.
+  BidiGenerateContent` (the scheme is forced to wss; a trailing slash is dropped).
+- Header `x-goog-api-key`; an ephemeral token (`auth_tokens/...`) also goes as
+  `Authorization: Token ...` to `BidiGenerateContentConstrained`.
+- The setup message has the SDK's keys and casing (`GeminiConnector.config`).
+- Audio goes as `{"realtime_input":{"audio":{"data":...,"mime_type":...}}}` with
+  standard base64 (protobuf JSON; the SDK's URL-safe alphabet is accepted as well).
+
+Errors: a close before setupComplete is `LiveSetupError` with the close code and
+reason; any close afterwards not made by us, even code 1000, is `LiveClosedError`.
+A malformed server frame (not JSON, not an object, wrong types) is treated as a broken
+connection: the socket is closed and `events()` raises `LiveClosedError`, so the
+`LiveLink` resumes on a fresh connection rather than the call going on half-deaf.
+Unknown keys are ignored (the SDK raises TypeError on unknown top-level keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import platform
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import CLOSE_CODE_EXPLANATIONS
+
+from app.errors import LiveClosedError, LiveSetupError
+from app.live.events import (
+    AgentAudio,
+    AgentTranscript,
+    CallerTranscript,
+    GenerationComplete,
+    GoAway,
+    Interrupted,
+    LiveEvent,
+    ResumptionUpdate,
+    SessionInfo,
+    ToolCall,
+    ToolCallCancellation,
+    ToolResponse,
+    TurnComplete,
+    Usage,
+)
+from app.live.options import INPUT_MIME, LiveOptions, is_audio_mime, parse_duration, rate_of
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+# Generous but bounded: Live messages are a few KB of audio; a runaway server must not
+# make us buffer without limit (websockets' default is 1 MiB).
+MAX_MESSAGE_BYTES = 16 * 2**20
+# The server acknowledges a close at once; a dead peer must not hold up a call's teardown
+# or a setup error for websockets' default 10 s (after this the TCP connection is aborted).
+CLOSE_TIMEOUT_S = 2.0
+_CLIENT_LABEL = f"voicebot-direct gl-python/{platform.python_version()}"
+
+# One 20 ms frame is `head + base64(pcm) + tail`: the constant parts are encoded once.
+_AUDIO_HEAD = b'{"realtime_input":{"audio":{"data":"'
+_AUDIO_TAIL = b'","mime_type":' + orjson.dumps(INPUT_MIME) + b"}}}"
+_AUDIO_STREAM_END = b'{"realtime_input":{"audioStreamEnd":true}}'
+_b2a = binascii.b2a_base64
+
+
+def live_url(base_url: str | None, api_version: str, *, constrained: bool = False) -> str:
+    """The Live endpoint for `base_url`, as google-genai builds it (scheme forced to wss)."""
+    parts = urlsplit(base_url or DEFAULT_BASE_URL)
+    prefix = parts.path.rstrip("/")  # "https://host/" must not give "//ws/..."
+    method = "BidiGenerateContentConstrained" if constrained else "BidiGenerateContent"
+    return (
+        f"wss://{parts.netloc}{prefix}/ws/google.ai.generativelanguage."
+        f"{api_version}.GenerativeService.{method}"
+    )
+
+
+def model_name(model: str) -> str:
+    """`models/<name>` as the SDK sends it (names already qualified are kept)."""
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+def setup_message(options: LiveOptions, resume_handle: str | None) -> dict[str, Any]:
+    """The `setup` frame, with the same keys and casing google-genai 3.4 sends for
+    `GeminiConnector.config(resume_handle)` (tests compare the two on the fake)."""
+    setup: dict[str, Any] = {
+        "model": model_name(options.model),
+        "generationConfig": {
+            "responseModalities": ["AUDIO"],
+            "speechConfig": {
+                "voice_config": {"prebuilt_voice_config": {"voice_name": options.voice}}
+            },
+        },
+        "systemInstruction": {"parts": [{"text": options.instructions}], "role": "user"},
+    }
+    if options.tool_declarations:
+        # Declarations are already in the SDK's dump form (`parameters_json_schema`, ...);
+        # like its `exclude_none`, unset fields are left out.
+        declarations = [
+            {k: v for k, v in d.items() if v is not None} for d in options.tool_declarations
+        ]
+        setup["tools"] = [{"functionDeclarations": declarations}]
+    # Always ask for resumption handles: a dropped call can only resume with one.
+    setup["sessionResumption"] = {} if resume_handle is None else {"handle": resume_handle}
+    setup["inputAudioTranscription"] = {}
+    setup["outputAudioTranscription"] = {}
+    setup["contextWindowCompression"] = {
+        "trigger_tokens": options.compression_trigger_tokens,
+        "sliding_window": {"target_tokens": options.compression_target_tokens},
+    }
+    return {"setup": setup}
+
+
+class DirectConnector:
+    """Opens `DirectSession`s; holds no connection itself."""
+
+    def __init__(self, options: LiveOptions) -> None:
+        self._options = options
+        self._key = options.api_key.strip()  # the SDK strips it too
+        constrained = self._key.startswith("auth_tokens/")
+        self._url = live_url(options.base_url, options.api_version, constrained=constrained)
+        headers = {"x-goog-api-key": self._key, "x-goog-api-client": _CLIENT_LABEL}
+        headers.update(options.extra_headers)
+        if constrained:
+            # google-genai sends both headers for ephemeral tokens; so do we.
+            headers["Authorization"] = f"Token {self._key}"
+        self._ws_args: dict[str, Any] = {
+            "additional_headers": headers,
+            # No permessage-deflate: zlib on every 20 ms frame of base64 PCM (which
+            # barely compresses) cost ~10% of the server's CPU in `voicebot bench`.
+            "compression": None,
+            # websockets' default 20 s ping timeout has been reported to kill long
+            # Live sessions: keepalive is chosen in settings on purpose.
+            "ping_interval": options.ping_interval,
+            "ping_timeout": options.ping_timeout,
+            "open_timeout": options.connect_timeout,
+            "close_timeout": CLOSE_TIMEOUT_S,
+            "max_size": MAX_MESSAGE_BYTES,
+        }
+        # Without a context websockets uses ssl.create_default_context(), which also
+        # honours SSL_CERT_FILE.
+        if options.ssl_context is not None:
+            self._ws_args["ssl"] = options.ssl_context
+
+    async def connect(self, *, resume_handle: str | None = None) -> DirectSession:
+        opts = self._options
+        started = time.perf_counter()
+        setup = orjson.dumps(setup_message(opts, resume_handle))
+        ws: ClientConnection | None = None
+        try:
+            async with asyncio.timeout(opts.connect_timeout):
+                ws = await ws_connect(self._url, **self._ws_args)
+                await ws.send(setup, text=True)
+                first = _load(await ws.recv(decode=False))
+        except TimeoutError:
+            await _quiet_close(ws)
+            raise LiveSetupError(
+                f"Live setup timed out after {opts.connect_timeout:.0f} s"
+            ) from None
+        except ConnectionClosed as exc:
+            await _quiet_close(ws)
+            raise LiveSetupError(
+                f"Live refused setup: {self._scrub(describe_close(exc))}"
+            ) from None
+        except (OSError, InvalidHandshake, InvalidURI) as exc:
+            # OSError covers DNS, refused connections and TLS (ssl.SSLError); InvalidStatus
+            # (an HTTP answer instead of an upgrade) is an InvalidHandshake.
+            await _quiet_close(ws)
+            cause = self._scrub(f"{type(exc).__name__}: {exc}")
+            raise LiveSetupError(f"Live unreachable: {cause}") from None
+        except _Malformed:
+            await _quiet_close(ws)
+            raise LiveSetupError("Live setup failed: the server sent a malformed message") from None
+        except BaseException:
+            await _quiet_close(ws)  # cancelled while connecting: leave no socket behind
+            raise
+        assert ws is not None  # connected, or an except clause above raised
+        complete = _get(first, "setupComplete", "setup_complete")
+        if not isinstance(complete, dict):
+            await _quiet_close(ws)
+            keys = ", ".join(sorted(first)) or "nothing"
+            raise LiveSetupError(f"Live setup failed: expected setupComplete, got {keys}")
+        session_id = _get(complete, "sessionId", "session_id")
+        info = SessionInfo(
+            session_id=session_id if isinstance(session_id, str) else None,
+            setup_seconds=time.perf_counter() - started,
+            resumed_from=resume_handle,
+        )
+        return DirectSession(ws, info)
+
+    def _scrub(self, text: str) -> str:
+        # Nothing we format should contain the key, but error texts come from libraries.
+        # (A key too short to be real would only mangle the text.)
+        return text.replace(self._key, "***") if len(self._key) >= 8 else text
+
+
+class DirectSession:
+    """One open Live connection, seen through the `LiveSession` interface."""
+
+    def __init__(self, ws: ClientConnection, info: SessionInfo) -> None:
+        self._ws = ws
+        self._send = ws.send
+        self.info = info
+        self._closed = False
+
+    async def send_audio(self, pcm16k: bytes) -> None:
+        # The hot path (50 frames per second per call): two concatenations and one
+        # base64 pass, sent as UTF-8 bytes in a text frame (no str round trip).
+        frame = _AUDIO_HEAD + _b2a(pcm16k, newline=False) + _AUDIO_TAIL
+        try:
+            await self._send(frame, text=True)
+        except ConnectionClosed as exc:
+            raise self._send_error(exc) from None
+
+    async def send_audio_stream_end(self) -> None:
+        await self._send_frame(_AUDIO_STREAM_END)
+
+    async def send_text(self, text: str) -> None:
+        await self._send_frame(orjson.dumps({"realtime_input": {"text": text}}))
+
+    async def send_tool_responses(self, responses: list[ToolResponse]) -> None:
+        # Keys as google-genai serialises `FunctionResponse` (None fields left out).
+        function_responses: list[dict[str, Any]] = []
+        for r in responses:
+            response = dict(r.response)  # orjson serialises dicts, not any Mapping
+            item: dict[str, Any] = {"id": r.call_id, "name": r.name, "response": response}
+            if r.scheduling is not None:
+                item["scheduling"] = r.scheduling
+            if r.will_continue is not None:
+                item["will_continue"] = r.will_continue
+            function_responses.append(item)
+        message = {"tool_response": {"functionResponses": function_responses}}
+        await self._send_frame(orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS))
+
+    async def events(self) -> AsyncIterator[LiveEvent]:
+        recv = self._ws.recv
+        while True:
+            try:
+                # decode=False: text frames come as UTF-8 bytes, which orjson reads as is.
+                frame = await recv(decode=False)
+            except ConnectionClosed as exc:
+                if self._closed:
+                    return
+                raise LiveClosedError(f"Live connection closed: {describe_close(exc)}") from None
+            except OSError as exc:
+                if self._closed:
+                    return
+                raise LiveClosedError(f"Live connection lost: {type(exc).__name__}") from None
+            try:
+                events = translate_message(_load(frame))
+            except (_Malformed, TypeError, ValueError, AttributeError):
+                # ValueError includes binascii.Error (bad base64 audio).
+                if self._closed:
+                    return
+                await self.close()
+                raise LiveClosedError("Live sent a malformed message") from None
+            for event in events:
+                yield event
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await _quiet_close(self._ws)
+
+    async def _send_frame(self, frame: bytes) -> None:
+        try:
+            await self._send(frame, text=True)
+        except ConnectionClosed as exc:
+            raise self._send_error(exc) from None
+
+    def _send_error(self, exc: ConnectionClosed) -> LiveClosedError:
+        if self._closed:
+            return LiveClosedError("Live session already closed")
+        return LiveClosedError(f"Live connection closed: {describe_close(exc)}")
+
+
+# --- server -> events ----------------------------------------------------------------
+
+
+def translate_message(message: Mapping[str, Any]) -> list[LiveEvent]:
+    """Every event one server message carries, in the order of `adapter.translate`.
+
+    Each field is looked at on its own (newer models bundle audio, transcripts and
+    turnComplete in one message). The server writes camelCase; snake_case is read too.
+    """
+    events: list[LiveEvent] = []
+    content = _get(message, "serverContent", "server_content")
+    if content is not None:
+        text = _text(_get(content, "inputTranscription", "input_transcription"))
+        if text:
+            events.append(CallerTranscript(text))
+        turn = _get(content, "modelTurn", "model_turn")
+        if turn is not None:
+            for part in turn.get("parts") or ():
+                blob = _get(part, "inlineData", "inline_data")
+                if blob is None:
+                    continue
+                data = blob.get("data")
+                mime = _get(blob, "mimeType", "mime_type")
+                if data and is_audio_mime(mime):
+                    events.append(AgentAudio(decode_b64(data), rate_of(mime)))
+        text = _text(_get(content, "outputTranscription", "output_transcription"))
+        if text:
+            events.append(AgentTranscript(text))
+        if content.get("interrupted"):
+            events.append(Interrupted())
+        if _get(content, "generationComplete", "generation_complete"):
+            events.append(GenerationComplete())
+        if _get(content, "turnComplete", "turn_complete"):
+            events.append(TurnComplete())
+    tool_call = _get(message, "toolCall", "tool_call")
+    if tool_call is not None:
+        for call in _get(tool_call, "functionCalls", "function_calls") or ():
+            args = call.get("args") or {}
+            events.append(ToolCall(call.get("id") or "", call.get("name") or "", dict(args)))
+    cancellation = _get(message, "toolCallCancellation", "tool_call_cancellation")
+    if cancellation is not None and (ids := cancellation.get("ids")):
+        events.append(ToolCallCancellation(tuple(str(i) for i in ids)))
+    update = _get(message, "sessionResumptionUpdate", "session_resumption_update")
+    if update is not None:
+        handle = _get(update, "newHandle", "new_handle")
+        events.append(ResumptionUpdate(handle or None, bool(update.get("resumable"))))
+    go_away = _get(message, "goAway", "go_away")
+    if go_away is not None:
+        events.append(GoAway(parse_duration(_get(go_away, "timeLeft", "time_left"))))
+    usage = _get(message, "usageMetadata", "usage_metadata")
+    if usage is not None:
+        events.append(
+            Usage(
+                int(_get(usage, "promptTokenCount", "prompt_token_count") or 0),
+                int(_get(usage, "responseTokenCount", "response_token_count") or 0),
+                int(_get(usage, "totalTokenCount", "total_token_count") or 0),
+            )
+        )
+    return events
+
+
+def decode_b64(data: str) -> bytes:
+    """Standard base64 (what the server sends) fast; URL-safe or unpadded as a fallback.
+
+    `a2b_base64` silently drops characters outside the standard alphabet, so URL-safe
+    input must be spotted before it is used.
+    """
+    if "-" in data or "_" in data:
+        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    try:
+        return binascii.a2b_base64(data)
+    except binascii.Error:
+        return binascii.a2b_base64(data + "=" * (-len(data) % 4))
+
+
+def describe_close(exc: ConnectionClosed) -> str:
+    """`code N: reason` of the close the server sent (1006 when none was received)."""
+    if exc.rcvd is not None:
+        return f"code {exc.rcvd.code}: {exc.rcvd.reason[:300]}"
+    return f"code 1006: {CLOSE_CODE_EXPLANATIONS.get(1006, 'abnormal closure')}"
+
+
+class _Malformed(Exception):
+    """A server frame that is not a JSON object."""
+
+
+def _load(frame: bytes | str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        raise _Malformed from None
+    if not isinstance(obj, dict):
+        raise _Malformed
+    return obj
+
+
+def _get(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _text(transcription: Any) -> str | None:
+    return None if transcription is None else transcription.get("text")
+
+
+async def _quiet_close(ws: ClientConnection | None) -> None:
+    # Closing a socket the server already dropped may raise again; close() never raises.
+    if ws is not None:
+        with contextlib.suppress(Exception):
+            await ws.close()

@@ -436,6 +436,7 @@ def summarize(
     started: float,
     codec: dict[str, float],
     placement: dict[str, Any] | None = None,
+    busy: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     call_seconds = sum(r.duration_ms for r in reports) / 1000
     cpu_used = cpu[1] - cpu[0]
@@ -462,6 +463,7 @@ def summarize(
         "duration_s": duration,
         "machine": machine(),
         "placement": placement or {},
+        "cpu_busy_percent": {k: round(v * 100, 1) for k, v in (busy or {}).items()},
         "failed_calls": len(failed),
         "errors": failed[:5],
         "call_seconds": round(call_seconds, 1),
@@ -516,8 +518,11 @@ async def run_bench(
             loop = asyncio.get_running_loop()
             started = loop.time()
             cpu_before = stack.server.cpu_seconds()
+            load_before = (stack.fake.cpu_seconds(), time.process_time())
             reports, sampler = await _run_calls(stack, calls, duration)
             cpu_after = stack.server.cpu_seconds()
+            load_after = (stack.fake.cpu_seconds(), time.process_time())
+            wall = loop.time() - started
             timings = await _timings(stack, reset=True)
     return summarize(
         calls,
@@ -530,6 +535,13 @@ async def run_bench(
         started,
         codec,
         stack.placement,
+        busy={
+            # Share of one CPU each process kept busy over the run: when the load side
+            # nears 100% per CPU it has, late frames are the load generator's, not ours.
+            "server": (cpu_after - cpu_before) / wall,
+            "fake_live": (load_after[0] - load_before[0]) / wall,
+            "callers": (load_after[1] - load_before[1]) / wall,
+        },
     )
 
 
@@ -556,6 +568,12 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"  placement: {where}; Live client: {p.get('live_client')}")
     if r["failed_calls"]:
         print(f"  FAILED calls: {r['failed_calls']}: {r['errors']}")
+    busy = r.get("cpu_busy_percent") or {}
+    if busy:
+        print(
+            "  CPU busy (% of one CPU): "
+            + ", ".join(f"{name} {value}%" for name, value in busy.items())
+        )
     print("\nServer process")
     print(
         f"  CPU: {s['cpu_ms_per_call_second']} ms per call-second "
@@ -600,10 +618,16 @@ def _p99(result: dict[str, Any], name: str) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _busy(result: dict[str, Any]) -> str:
+    busy = result.get("cpu_busy_percent") or {}
+    return "/".join(f"{busy[k]:.0f}" for k in ("server", "fake_live", "callers") if k in busy)
+
+
 def sweep_table(results: list[dict[str, Any]]) -> str:
     """One line per N, and the largest N that met the bar."""
     lines = [
-        "    N  CPU ms/call-s (steady)  MB/call  c->m p99  m->c p99  clear p99  lost  failed  ok",
+        "    N  CPU ms/call-s (steady)  MB/call  c->m p99  m->c p99  clear p99  lost  failed  ok"
+        "  busy% server/fake/callers",
     ]
     best = None
     for r in results:
@@ -616,7 +640,8 @@ def sweep_table(results: list[dict[str, Any]]) -> str:
             f"{r['calls']:>5}  {cpu:>22}  {s['rss_mb_per_call']:>7}"
             f"  {_p99(r, 'caller_to_model'):>8}  {_p99(r, 'model_to_caller'):>8}"
             f"  {_p99(r, 'interrupted_to_clear'):>9}  {r['caller']['late_or_lost_frames']:>4}"
-            f"  {r['failed_calls']:>6}  {'yes' if ok else 'no'}"
+            f"  {r['failed_calls']:>6}  {'yes' if ok else 'no':>3}"
+            f"  {_busy(r)}"
         )
     lines.append(
         f"largest N with p99 <= {BAR_P99_MS:g} ms both ways and no frame lost: "

@@ -45,6 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.assets import load_clip_8k
+from app.bench_floor import run_floor
 from app.local_server import free_port
 from telephony.messages import inbound_media_message, media_message, parse_message
 from telephony.mulaw import pcm16_to_ulaw, ulaw_to_pcm16
@@ -506,6 +507,7 @@ async def run_bench(
     server_prefix: Sequence[str] = (),
     live_client: str | None = None,
     pin: bool = True,
+    floor: bool = False,
 ) -> dict[str, Any]:
     codec = await asyncio.to_thread(codec_costs)
     with tempfile.TemporaryDirectory(prefix="voicebot-bench-") as tmp:
@@ -524,7 +526,7 @@ async def run_bench(
             load_after = (stack.fake.cpu_seconds(), time.process_time())
             wall = loop.time() - started
             timings = await _timings(stack, reset=True)
-    return summarize(
+    result = summarize(
         calls,
         duration,
         reports,
@@ -543,6 +545,16 @@ async def run_bench(
             "callers": (load_after[1] - load_before[1]) / wall,
         },
     )
+    if floor:
+        with tempfile.TemporaryDirectory(prefix="voicebot-floor-") as tmp:
+            placement = Placement(pin)
+            try:
+                result["floor"] = await run_floor(
+                    calls, duration, Path(tmp), placement, lambda pid: ProcStat(pid).cpu_seconds()
+                )
+            finally:
+                placement.release()
+    return result
 
 
 def _fmt(d: dict[str, Any]) -> str:
@@ -593,6 +605,11 @@ def print_report(r: dict[str, Any]) -> None:
         f"  late or lost frames: {c['late_or_lost_frames']} ({c['underruns']} gaps), "
         f"clears: {c['clears']}, caller loop lag p99: {c['bench_loop_lag_p99_ms']} ms"
     )
+    if r.get("floor"):
+        print(
+            f"  floor, the same stack only relaying caller frames to a TLS sink "
+            f"(app/bench_floor.py): {r['floor']['cpu_ms_per_call_second']} ms per call-second"
+        )
     codec = r["codec_ms_per_call_second"]
     print("\nCPU per call-second, timed in this process")
     print(
@@ -627,7 +644,7 @@ def sweep_table(results: list[dict[str, Any]]) -> str:
     """One line per N, and the largest N that met the bar."""
     lines = [
         "    N  CPU ms/call-s (steady)  MB/call  c->m p99  m->c p99  clear p99  lost  failed  ok"
-        "  busy% server/fake/callers",
+        "  busy% server/fake/callers  floor",
     ]
     best = None
     for r in results:
@@ -641,7 +658,7 @@ def sweep_table(results: list[dict[str, Any]]) -> str:
             f"  {_p99(r, 'caller_to_model'):>8}  {_p99(r, 'model_to_caller'):>8}"
             f"  {_p99(r, 'interrupted_to_clear'):>9}  {r['caller']['late_or_lost_frames']:>4}"
             f"  {r['failed_calls']:>6}  {'yes' if ok else 'no':>3}"
-            f"  {_busy(r)}"
+            f"  {_busy(r):>25}  {(r.get('floor') or {}).get('cpu_ms_per_call_second', '-')}"
         )
     lines.append(
         f"largest N with p99 <= {BAR_P99_MS:g} ms both ways and no frame lost: "
@@ -659,6 +676,7 @@ def main(
     live_client: str | None = None,
     pin: bool = True,
     sweep: Sequence[int] = (),
+    floor: bool = False,
 ) -> int:
     counts = list(sweep) or [calls]
     if min(counts) < 1 or duration <= 0:
@@ -667,7 +685,14 @@ def main(
     results: list[dict[str, Any]] = []
     for n in counts:
         result: dict[str, Any] = _run(
-            run_bench(n, duration, server_prefix=server_prefix, live_client=live_client, pin=pin)
+            run_bench(
+                n,
+                duration,
+                server_prefix=server_prefix,
+                live_client=live_client,
+                pin=pin,
+                floor=floor,
+            )
         )
         results.append(result)
         if not json_output:

@@ -33,6 +33,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="the server's Live client (LIVE_CLIENT); default: the server's setting",
     )
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the floor: the same stack only relaying caller frames to a TLS "
+        "sink, same N and duration (app/bench_floor.py)",
+    )
+    parser.add_argument(
         "--no-pin",
         dest="pin",
         action="store_false",
@@ -42,4 +48,4 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def option_values(ns: argparse.Namespace) -> dict[str, Any]:
-    return {"sweep": ns.sweep, "live_client": ns.live_client, "pin": ns.pin}
+    return {"sweep": ns.sweep, "live_client": ns.live_client, "pin": ns.pin, "floor": ns.floor}

@@ -21,7 +21,7 @@ def test_caller_script_fills_the_duration() -> None:
 
 
 def test_bench_smoke_reports_every_field(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(calls=2, duration=2.5, json_output=True) == 0
+    assert main(calls=2, duration=2.5, json_output=True, floor=True) == 0
 
     report = json.loads(capsys.readouterr().out)
     assert report["calls"] == 2
@@ -40,6 +40,11 @@ def test_bench_smoke_reports_every_field(capsys: pytest.CaptureFixture[str]) -> 
     assert {"codec_ms", "twilio_json_ms"} <= set(report["codec_ms_per_call_second"])
     assert report["machine"]["cpus"]
     assert isinstance(report["meets_p99_10ms_no_loss"], bool)
+    assert set(report["cpu_busy_percent"]) == {"server", "fake_live", "callers"}
+    assert report["placement"]["live_client"] == "default"
+    # The floor relay ran its callers and read its own CPU.
+    assert report["floor"]["calls"] == 2
+    assert report["floor"]["cpu_ms_per_call_second"] > 0
 
 
 def test_sweep_counts_are_parsed_and_checked() -> None:

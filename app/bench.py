@@ -333,6 +333,26 @@ def _call_options(stack: Stack, n: int, seconds: float) -> list[CallOptions]:
     ]
 
 
+def ramp_seconds(calls: int, duration: float) -> float:
+    """Until every call is set up and talking: calls start 20 ms apart, and each one's
+    webhook, Live connect and greeting take about a second. Capped to half the run."""
+    return min(1.5 + 0.02 * calls, duration / 2)
+
+
+async def _ramp_timings(stack: Stack, seconds: float) -> dict[str, list[float]]:
+    """The raw timings of the ramp-up, taken (and reset) once it is over."""
+    await asyncio.sleep(seconds)
+    return await _timings(stack, reset=True)
+
+
+def _merge(*parts: dict[str, list[float]]) -> dict[str, list[float]]:
+    merged: dict[str, list[float]] = {}
+    for part in parts:
+        for name, samples in part.items():
+            merged.setdefault(name, []).extend(samples)
+    return merged
+
+
 async def _run_calls(stack: Stack, n: int, seconds: float) -> tuple[list[CallReport], Sampler]:
     sampler = Sampler(stack.server)
     task = asyncio.create_task(sampler.run())
@@ -457,6 +477,8 @@ def summarize(
     c2m = _percentiles(timings.get("caller_to_model", []))
     m2c = _percentiles(timings.get("model_to_caller", []))
     clear = _percentiles(timings.get("interrupted_to_clear", []))
+    server_lag = _percentiles(timings.get("loop_lag", []))
+    ramp_lag = _percentiles(timings.get("loop_lag_ramp", []))
     p99s = [d["p99_ms"] for d in (c2m, m2c)]
     meets = not failed and gap_frames == 0 and all(p is not None and p <= BAR_P99_MS for p in p99s)
     return {
@@ -482,6 +504,8 @@ def summarize(
             "caller_to_model": c2m,
             "model_to_caller": m2c,
             "interrupted_to_clear": clear,
+            "server_loop_lag": server_lag,
+            "server_loop_lag_ramp": ramp_lag,
             "first_agent_audio_at_caller": _percentiles([v / 1000 for v in first_audio]),
         },
         "caller": {
@@ -521,11 +545,16 @@ async def run_bench(
             started = loop.time()
             cpu_before = stack.server.cpu_seconds()
             load_before = (stack.fake.cpu_seconds(), time.process_time())
+            ramp = asyncio.create_task(_ramp_timings(stack, ramp_seconds(calls, duration)))
             reports, sampler = await _run_calls(stack, calls, duration)
             cpu_after = stack.server.cpu_seconds()
             load_after = (stack.fake.cpu_seconds(), time.process_time())
             wall = loop.time() - started
-            timings = await _timings(stack, reset=True)
+            steady = await _timings(stack, reset=True)
+            ramp_part = await ramp
+            timings = _merge(ramp_part, steady)  # bridge timings: the whole run
+            timings["loop_lag"] = steady.get("loop_lag", [])
+            timings["loop_lag_ramp"] = ramp_part.get("loop_lag", [])
     result = summarize(
         calls,
         duration,
@@ -599,6 +628,9 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"  caller -> model      {_fmt(lat['caller_to_model'])}")
     print(f"  model -> caller      {_fmt(lat['model_to_caller'])}")
     print(f"  interrupted -> clear {_fmt(lat['interrupted_to_clear'])}")
+    if "server_loop_lag" in lat:
+        print(f"  server loop lag      {_fmt(lat['server_loop_lag'])}  (every 50 ms, calls up)")
+        print(f"    while calls start  {_fmt(lat['server_loop_lag_ramp'])}")
     print("\nAt the caller")
     print(f"  stream start -> first agent audio: {_fmt(lat['first_agent_audio_at_caller'])}")
     print(
@@ -631,7 +663,7 @@ def _run(coro: Any) -> Any:
 
 
 def _p99(result: dict[str, Any], name: str) -> str:
-    value = result["latency_ms"][name]["p99_ms"]
+    value = result["latency_ms"].get(name, {}).get("p99_ms")
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -643,7 +675,8 @@ def _busy(result: dict[str, Any]) -> str:
 def sweep_table(results: list[dict[str, Any]]) -> str:
     """One line per N, and the largest N that met the bar."""
     lines = [
-        "    N  CPU ms/call-s (steady)  MB/call  c->m p99  m->c p99  clear p99  lost  failed  ok"
+        "    N  CPU ms/call-s (steady)  MB/call  c->m p99  m->c p99  clear p99  lag p99  lost"
+        "  failed  ok"
         "  busy% server/fake/callers  floor",
     ]
     best = None
@@ -656,7 +689,8 @@ def sweep_table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"{r['calls']:>5}  {cpu:>22}  {s['rss_mb_per_call']:>7}"
             f"  {_p99(r, 'caller_to_model'):>8}  {_p99(r, 'model_to_caller'):>8}"
-            f"  {_p99(r, 'interrupted_to_clear'):>9}  {r['caller']['late_or_lost_frames']:>4}"
+            f"  {_p99(r, 'interrupted_to_clear'):>9}  {_p99(r, 'server_loop_lag'):>7}"
+            f"  {r['caller']['late_or_lost_frames']:>4}"
             f"  {r['failed_calls']:>6}  {'yes' if ok else 'no':>3}"
             f"  {_busy(r):>25}  {(r.get('floor') or {}).get('cpu_ms_per_call_second', '-')}"
         )

@@ -7,6 +7,7 @@ timeseries" errors. Served as text at `GET /metrics` by `metrics_route`.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hmac
 
@@ -211,6 +212,23 @@ class RawTimings:
         if reset:
             self._samples.clear()
         return result
+
+
+LOOP_LAG_INTERVAL_S = 0.05
+
+
+async def watch_loop_lag(raw: RawTimings, interval: float = LOOP_LAG_INTERVAL_S) -> None:
+    """Record how late the event loop wakes from each `interval` sleep ("loop_lag").
+
+    Bench mode only (it needs raw timings): a late frame at a caller is the server's
+    doing only if the server's loop was late then too. 20 wake-ups a second is noise
+    next to the calls' own hundreds.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(interval)
+        raw.add("loop_lag", max(0.0, loop.time() - before - interval))
 
 
 def timings_route(metrics: Metrics, admin_token: str | None, path: str = "/bench/timings") -> Route:

@@ -21,7 +21,7 @@ from app.live.direct import DirectConnector
 from app.live.events import LiveConnector
 from app.live.options import LiveOptions
 from app.media import media_endpoint
-from app.metrics import Metrics, metrics_route, timings_route
+from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
 from app.prewarm import PrewarmPool
 from app.recording import prune_recordings, repair_recordings
 from app.services import Services
@@ -156,14 +156,16 @@ def create_app(services: Services) -> Starlette:
         repaired = await asyncio.to_thread(repair_recordings, directory)
         if repaired:
             log.warning("recordings.repaired", files=[p.name for p in repaired])
-        pruner = None
+        background: list[asyncio.Task[None]] = []
         if settings.recording_retention_days:
-            pruner = asyncio.create_task(_prune_periodically(settings))
+            background.append(asyncio.create_task(_prune_periodically(settings)))
+        if services.metrics.raw is not None:
+            background.append(asyncio.create_task(watch_loop_lag(services.metrics.raw)))
         try:
             yield
         finally:
-            if pruner is not None:
-                pruner.cancel()
+            for task in background:
+                task.cancel()
             await services.prewarm.aclose()
             with contextlib.suppress(Exception):
                 await services.state_store.aclose()

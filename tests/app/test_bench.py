@@ -33,6 +33,8 @@ def test_bench_smoke_reports_every_field(capsys: pytest.CaptureFixture[str]) -> 
     latency = report["latency_ms"]
     for name in ("caller_to_model", "model_to_caller", "interrupted_to_clear"):
         assert set(latency[name]) == {"count", "p50_ms", "p95_ms", "p99_ms", "max_ms"}
+    # The server's event loop was watched while the calls ran.
+    assert latency["server_loop_lag"]["count"] > 0
     # Every caller frame reaches Live, so this direction always has samples.
     assert latency["caller_to_model"]["count"] > 0
     assert latency["first_agent_audio_at_caller"]["count"] == 2

@@ -77,22 +77,25 @@ SCENARIO: dict[str, Any] = {
 def caller_script(seconds: float, offset: int = 0) -> NDArray[np.int16]:
     """`seconds` of caller audio: 1 s of listening (then talking over the greeting), and
     cycles of an utterance, a short pause, an utterance over the agent's reply (barge-in)
-    and a long pause that lets the next reply play out. `offset` shifts the cycle so
-    calls are not in lock-step."""
+    and a long pause that lets the next reply play out. `offset` shifts where in the
+    cycle each call starts (golden-ratio steps, so any N spreads evenly): callers in
+    lock-step would make every reply stream at the same moment, a burst real traffic
+    does not have."""
     booking, goodbye = load_clip_8k("caller_booking"), load_clip_8k("caller_goodbye")
 
     def silence(s: float) -> NDArray[np.int16]:
         return np.zeros(int(s * RATE), np.int16)
 
-    cycle = [booking, silence(0.9), goodbye, silence(4.5)]
-    parts: list[NDArray[np.int16]] = [silence(1.0 + 0.02 * (offset % 25))]
-    total = parts[0].size
+    cycle = np.concatenate([booking, silence(0.9), goodbye, silence(4.5)])
+    lead = silence(1.0 + 0.02 * (offset % 25))
+    phase = int((offset * _GOLDEN) % 1.0 * cycle.size)
     want = int(seconds * RATE)
-    while total < want:
-        for part in cycle:
-            parts.append(part)
-            total += part.size
-    return np.concatenate(parts)[:want]
+    repeats = -(-(want + phase) // cycle.size) + 1
+    body = np.tile(cycle, repeats)[phase:]
+    return np.concatenate([lead, body])[:want]
+
+
+_GOLDEN = (5**0.5 - 1) / 2
 
 
 # --- processes -------------------------------------------------------------------------

@@ -549,7 +549,11 @@ async def run_bench(
             cpu_before = stack.server.cpu_seconds()
             load_before = (stack.fake.cpu_seconds(), time.process_time())
             ramp = asyncio.create_task(_ramp_timings(stack, ramp_seconds(calls, duration)))
-            reports, sampler = await _run_calls(stack, calls, duration)
+            try:
+                reports, sampler = await _run_calls(stack, calls, duration)
+            except BaseException:
+                ramp.cancel()  # the run failed: nothing will read the ramp's timings
+                raise
             cpu_after = stack.server.cpu_seconds()
             load_after = (stack.fake.cpu_seconds(), time.process_time())
             wall = loop.time() - started

@@ -22,6 +22,7 @@ import os
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,11 @@ async def _ready(proc: asyncio.subprocess.Process) -> None:
 
 
 async def run_floor(
-    calls: int, seconds: float, work: Path, placement: Any, cpu_seconds: Any
+    calls: int,
+    seconds: float,
+    work: Path,
+    placement: Any,
+    cpu_seconds: Callable[[int], float],
 ) -> dict[str, Any]:
     """Relay CPU ms per call-second for `calls` callers of `seconds` each.
 

@@ -504,17 +504,17 @@ class CallBridge:
         sent = 0
         async with self._send_lock:
             try:
-                while (frame := self.playout.next_frame(self.now_sample())) is not None:
-                    payload = pcm16_to_ulaw(frame.pcm)
+                while (burst := self.playout.next_burst(self.now_sample())) is not None:
+                    payload = pcm16_to_ulaw(burst.pcm)
                     await self._sink.send_text(media_message(self.call.stream_sid, payload))
                     if self._agent_rec is not None:
-                        self._agent_rec.add(frame.start_sample, frame.pcm)
-                    sent += frame.pcm.size // FRAME_SAMPLES
+                        self._agent_rec.add(burst.start_sample, burst.pcm)
+                    sent += burst.pcm.size // FRAME_SAMPLES
                     if self.playout.progress_mark_due():
                         await self._send_mark("progress")
             finally:
-                # One hand-over (one writer wake-up) per burst, not per frame. Never
-                # later than the burst: the recorder commits agent audio once the
+                # One hand-over per send burst, not per message. Never later than
+                # the burst: the recorder commits agent audio once the
                 # caller's position passes it, so it must arrive ahead of that.
                 if self._agent_rec is not None:
                     self._agent_rec.flush()

@@ -37,7 +37,7 @@ class PendingMark:
 
 
 @dataclass(slots=True)
-class Frame:
+class Burst:
     """Whole 20 ms frames ready to go out as one message, placed on the call clock
     where their first sample will play."""
 
@@ -86,7 +86,7 @@ class Playout:
         lead = max(0, self._play_end - now)
         return max(0, lead + max(frames, 1) * FRAME_SAMPLES - self.max_lead_samples)
 
-    def next_frame(self, now: int) -> Frame | None:
+    def next_burst(self, now: int) -> Burst | None:
         """Pop every whole frame the pacing budget allows now, as one block (None when
         not even one fits or none is queued)."""
         lead = max(0, self._play_end - now)
@@ -100,7 +100,7 @@ class Playout:
         start = max(now, self._play_end)
         self._play_end = start + size
         self._frames_since_mark += frames
-        return Frame(pcm, start)
+        return Burst(pcm, start)
 
     def playing_until(self) -> int:
         """Call-clock sample at which everything sent so far has been played."""

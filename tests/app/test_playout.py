@@ -15,22 +15,22 @@ def queued(frames: int) -> Playout:
 
 def test_everything_that_fits_goes_at_once_as_one_block() -> None:
     playout = queued(14)
-    block = playout.next_frame(now=0)
+    block = playout.next_burst(now=0)
     assert block is not None
     assert block.start_sample == 0
     assert block.pcm.size == 10 * FRAME_SAMPLES  # up to the cap, not beyond
-    assert playout.next_frame(now=0) is None
+    assert playout.next_burst(now=0) is None
     assert playout.queued_samples == 4 * FRAME_SAMPLES
 
 
 def test_at_the_cap_the_sender_waits_for_a_burst_not_a_frame() -> None:
     playout = queued(14)
-    playout.next_frame(now=0)
+    playout.next_burst(now=0)
     # One frame would fit after 20 ms; a burst of three after 60 ms.
     assert playout.wait_samples(now=0) == 3 * FRAME_SAMPLES
     later = 3 * FRAME_SAMPLES
     assert playout.wait_samples(now=later) == 0
-    block = playout.next_frame(now=later)
+    block = playout.next_burst(now=later)
     assert block is not None
     assert block.pcm.size == 3 * FRAME_SAMPLES
     assert block.start_sample == 10 * FRAME_SAMPLES  # straight after what was sent
@@ -38,7 +38,7 @@ def test_at_the_cap_the_sender_waits_for_a_burst_not_a_frame() -> None:
 
 def test_fewer_queued_frames_than_a_burst_wait_only_for_themselves() -> None:
     playout = queued(11)
-    playout.next_frame(now=0)
+    playout.next_burst(now=0)
     assert playout.wait_samples(now=0) == FRAME_SAMPLES
 
 
@@ -47,7 +47,7 @@ def test_audio_stays_in_order_and_whole() -> None:
     now, out = 0, []
     while playout.has_frame():
         now += playout.wait_samples(now)
-        block = playout.next_frame(now)
+        block = playout.next_burst(now)
         assert block is not None
         assert block.pcm.size % FRAME_SAMPLES == 0
         assert block.start_sample - now <= 10 * FRAME_SAMPLES  # never past the cap
@@ -57,8 +57,8 @@ def test_audio_stays_in_order_and_whole() -> None:
 
 def test_an_idle_line_restarts_playback_now() -> None:
     playout = queued(2)
-    playout.next_frame(now=0)
+    playout.next_burst(now=0)
     playout.push(np.zeros(FRAME_SAMPLES, np.int16))
-    block = playout.next_frame(now=10_000)  # long after the last audio ended
+    block = playout.next_burst(now=10_000)  # long after the last audio ended
     assert block is not None
     assert block.start_sample == 10_000

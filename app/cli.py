@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from app.bench_options import add_options as add_bench_options
-from app.bench_options import option_values as bench_option_values
+from app.dev.bench.options import add_options as add_bench_options
+from app.dev.bench.options import option_values as bench_option_values
 from app.errors import ConfigError, VoicebotError
 
 
@@ -70,7 +70,7 @@ def _register_twilio(
     twilio_sub: argparse._SubParsersAction[argparse.ArgumentParser],
     top: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
-    from app import twilio_cli
+    from app.dev import twilio_cli
 
     twilio_cli.register(twilio_sub, top)
 
@@ -94,15 +94,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "serve":
         return _serve(args)
     if command == "demo":
-        from app.demo import main as demo_main
+        from app.dev.demo import main as demo_main
 
         return demo_main(json_output=args.json, out_dir=args.out)
     if command == "simulate":
-        from app.simulate_cli import main as simulate_main
+        from app.dev.simulate import main as simulate_main
 
         return simulate_main(args)
     if command == "fake-live":
-        from app.live.fake.__main__ import main as fake_main
+        from app.dev.fakes.live.__main__ import main as fake_main
 
         argv = ["--host", args.host, "--port", str(args.port)]
         if args.scenario:
@@ -111,7 +111,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             argv += ["--cert-dir", args.cert_dir]
         return fake_main(argv)
     if command == "bench":
-        from app.bench import main as bench_main
+        from app.dev.bench.runner import main as bench_main
 
         return bench_main(
             calls=args.calls,
@@ -120,11 +120,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             **bench_option_values(args),
         )
     if command == "codec-report":
-        from telephony.codec_report import main as report_main
+        from app.dev.codec_report import main as report_main
 
         return report_main(["--frames", str(args.frames)] + (["--json"] if args.json else []))
     if command in ("twilio", "call"):
-        from app import twilio_cli
+        from app.dev import twilio_cli
         from app.settings import load_settings
 
         return asyncio.run(twilio_cli.run(args, load_settings()))
@@ -133,7 +133,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT, then drain calls (app/drain.py) and exit."""
-    from app.drain import serve
+    from app.call.drain import serve
     from app.logs import configure_from_settings
     from app.server import build_services, create_app
     from app.settings import load_settings

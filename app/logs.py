@@ -182,8 +182,12 @@ def configure_logging(
     # uvicorn installs its own handlers unless run with log_config=None; route its
     # loggers through the root handler either way.
     for name in _UVICORN_LOGGERS:
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        # A uvicorn.Config run earlier in the process (log_level=...) leaves its own level
+        # behind; the root's level is the one that counts.
+        logger.setLevel(logging.NOTSET)
     quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(quiet)

@@ -26,7 +26,7 @@ NAMESPACE = "voicebot"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 DIRECTIONS = ("caller_to_model", "model_to_caller")
-# Where a Twilio request can fail authentication (app.webhooks / app.media).
+# Where a Twilio request can fail authentication (app.twilio.webhooks / app.twilio.media).
 SIGNATURE_PLACES = ("webhook", "media", "stream_token")
 
 # Bridge-added latency is codec + resampler + queueing inside one process: normally
@@ -137,7 +137,7 @@ class Metrics:
         for where in SIGNATURE_PLACES:
             self.signature_failures.labels(where=where)
 
-    # --- The bridge's view (app.bridge.BridgeMetrics) ----------------------------
+    # --- The bridge's view (app.call.bridge.BridgeMetrics) ----------------------------
     def caller_to_model(self, seconds: float) -> None:
         self._caller_to_model.observe(seconds)
         if self.raw is not None:

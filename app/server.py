@@ -13,22 +13,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from app import webhooks
+from app.admin.calls import calls_routes
 from app.assets import load_clip_8k
-from app.calls_api import calls_routes
+from app.call.prewarm import PrewarmPool
+from app.call.state import make_state_store
 from app.errors import ConfigError
 from app.live.direct import DirectConnector
 from app.live.events import LiveConnector
 from app.live.options import LiveOptions
-from app.media import media_endpoint
 from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
-from app.prewarm import PrewarmPool
 from app.recording import prune_recordings, repair_recordings
 from app.services import Services
 from app.settings import Settings
-from app.state import make_state_store
-from app.stream_tokens import MemoryUsedTokens, RedisUsedTokens, StreamTokens, UsedTokens
-from app.twilio_rest import TwilioRest, TwilioRestClient
+from app.twilio import webhooks
+from app.twilio.media import media_endpoint
+from app.twilio.rest import TwilioRest, TwilioRestClient
+from app.twilio.stream_tokens import MemoryUsedTokens, RedisUsedTokens, StreamTokens, UsedTokens
 from tools.loader import ToolLoadError, build_registry
 
 log = structlog.get_logger()
@@ -56,7 +56,7 @@ def gemini_connector(settings: Settings, tool_declarations: list[dict[str, Any]]
     )
     if settings.live_client == "sdk":
         # Imported here: the SDK (and its import time) is only needed when chosen.
-        from app.live.adapter import GeminiConnector
+        from app.live.sdk import GeminiConnector
 
         return GeminiConnector(options)
     return DirectConnector(options)

@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.call.prewarm import PrewarmPool
 from app.live.events import LiveConnector
 from app.metrics import Metrics
-from app.prewarm import PrewarmPool
 from app.settings import Settings
-from app.stream_tokens import StreamTokens
-from app.twilio_rest import TwilioRest
+from app.twilio.rest import TwilioRest
+from app.twilio.stream_tokens import StreamTokens
 from tools.context import StateStore
 from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from app.bridge import CallBridge
+    from app.call.bridge import CallBridge
 
 
 @dataclass

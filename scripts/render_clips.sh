@@ -6,7 +6,7 @@
 # with dithering off (-D) so the same tools give the same bytes.
 #
 # Needs: espeak-ng, sox   (Debian/Ubuntu: apt-get install -y espeak-ng sox)
-# The texts must match CLIPS in app/live/fake/clips.py (a test checks the names).
+# The texts must match CLIPS in app/dev/fakes/live/clips.py (a test checks the names).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -1,7 +1,7 @@
 """What a tool sees of its call: identifiers, per-call state, call control, a logger.
 
 Tools never see sockets, Redis or the bridge. The bridge implements `CallControl`;
-`app.state` implements `StateStore`. Both arrive through `ToolContext`.
+`app.call.state` implements `StateStore`. Both arrive through `ToolContext`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ converters, stdlib json, URL-safe base64) was the biggest CPU item of the server
 (~40% of the event loop for 20 ms audio frames, ~13% on receive). This client sends
 and reads the same JSON as the SDK (the Live API's BidiGenerateContent messages) with
 orjson and binascii, and implements the same `LiveConnector` / `LiveSession`
-interfaces. The SDK adapter (`app.live.adapter`) stays as the reference and fallback
+interfaces. The SDK adapter (`app.live.sdk`) stays as the reference and fallback
 (`LIVE_CLIENT=sdk`).
 
 Wire choices, all mirroring google-genai 3.4 so the server sees what it already knows:

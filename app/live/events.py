@@ -1,6 +1,6 @@
 """The bridge's own view of a Live session: events in, a small session interface out.
 
-Nothing here imports google.genai; `app.live.adapter` translates SDK messages into
+Nothing here imports google.genai; `app.live.sdk` translates SDK messages into
 these events, and tests drive the bridge with any object that satisfies `LiveSession`.
 """
 

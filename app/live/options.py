@@ -1,6 +1,6 @@
 """What both Live adapters share, without importing google.genai.
 
-`app.live.adapter` (the SDK adapter) and `app.live.direct` (the raw WebSocket client)
+`app.live.sdk` (the SDK adapter) and `app.live.direct` (the raw WebSocket client)
 open sessions with the same `LiveOptions` and read server values the same way.
 """
 

@@ -27,11 +27,11 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from app.fake_twilio import FakeTwilioState, fake_twilio_app, serve_in_thread
-from app.live.fake import Scenario
-from app.local_stack import LocalStack, local_stack
+from app.dev.fakes.live import Scenario
+from app.dev.fakes.twilio_caller import CallOptions
+from app.dev.fakes.twilio_rest import FakeTwilioState, fake_twilio_app, serve_in_thread
+from app.dev.local_stack import LocalStack, local_stack
 from telephony.signatures import SIGNATURE_HEADER, compute_signature
-from telephony.simulator import CallOptions
 
 
 class StackFactory(Protocol):

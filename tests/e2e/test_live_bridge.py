@@ -13,10 +13,10 @@ import time
 import numpy as np
 
 from app.assets import load_clip_8k
-from app.live.fake.clips import clip_text, load_clip
-from app.local_stack import LocalStack
+from app.dev.fakes.live.clips import clip_text, load_clip
+from app.dev.fakes.twilio_caller import CallReport, simulate_call
+from app.dev.local_stack import LocalStack
 from telephony.mulaw import pcm16_to_ulaw, ulaw_to_pcm16
-from telephony.simulator import CallReport, simulate_call
 from tests.e2e.conftest import StackFactory, call_options, call_record, recording, ring
 from tests.e2e.measure import (
     band_level,

@@ -11,8 +11,8 @@ import json
 import numpy as np
 
 from app.assets import load_clip_8k
-from app.live.fake.clips import load_clip
-from telephony.simulator import simulate_call, simulate_calls
+from app.dev.fakes.live.clips import load_clip
+from app.dev.fakes.twilio_caller import simulate_call, simulate_calls
 from tests.e2e.conftest import StackFactory, call_options, call_record, recording
 from tests.e2e.measure import (
     band_level,

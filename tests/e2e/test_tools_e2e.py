@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.live.fake.clips import load_clip
-from app.state import RedisStateStore
-from telephony.simulator import simulate_call
+from app.call.state import RedisStateStore
+from app.dev.fakes.live.clips import load_clip
+from app.dev.fakes.twilio_caller import simulate_call
 from tests.e2e.conftest import FakeTwilio, StackFactory, call_options, call_record
 from tests.e2e.measure import best_match, concat, heard_in_full, segments, silence, tone
 

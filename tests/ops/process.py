@@ -17,7 +17,7 @@ from types import TracebackType
 
 import httpx
 
-from app.local_server import free_port
+from app.dev.local_server import free_port
 
 _VOICEBOT = Path(sys.executable).with_name("voicebot")
 _KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")

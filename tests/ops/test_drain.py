@@ -23,12 +23,12 @@ from numpy.typing import NDArray
 from scipy.signal import correlate
 
 from app.assets import load_clip_8k
-from app.drain import Drain
-from app.local_stack import local_stack
-from app.webhooks import DRAINING_NOTICE
+from app.call.drain import Drain
+from app.dev.fakes.twilio_caller import CallOptions, CallReport, simulate_call
+from app.dev.local_stack import local_stack
+from app.twilio.webhooks import DRAINING_NOTICE
 from telephony.mulaw import pcm16_to_ulaw, ulaw_to_pcm16
 from telephony.signatures import SIGNATURE_HEADER, compute_signature
-from telephony.simulator import CallOptions, CallReport, simulate_call
 from tests.ops.process import ServeProcess, eventually
 from tests.support.fake_live import FakeLiveFactory
 

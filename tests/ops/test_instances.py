@@ -25,16 +25,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.assets import load_clip_8k
-from app.demo import demo_scenario
-from app.live.fake import FakeLiveServer
-from app.local_server import free_port, serving
+from app.dev.demo import demo_scenario
+from app.dev.fakes.live import FakeLiveServer
+from app.dev.fakes.twilio_caller import CallOptions, CallReport, simulate_call
+from app.dev.local_server import free_port, serving
 from app.server import build_services, create_app
 from app.services import Services
 from app.settings import load_settings
-from app.stream_tokens import TOKEN_PARAM
+from app.twilio.stream_tokens import TOKEN_PARAM
 from telephony.messages import connected_message, start_message
 from telephony.signatures import SIGNATURE_HEADER, compute_signature, websocket_url
-from telephony.simulator import CallOptions, CallReport, simulate_call
 from tests.ops.process import eventually
 
 pytestmark = pytest.mark.redis

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.local_server import free_port
+from app.dev.local_server import free_port
 from tests.ops.process import ServeProcess, run_voicebot
 
 BASE = {"GEMINI_API_KEY": "not-used-by-these-tests"}

@@ -2,7 +2,7 @@
 
 Every scenario runs the product as deployed: uvicorn + Starlette on a loopback port, the
 fake Live server over TLS (real google-genai client), and Twilio's part played either by
-`telephony.simulator` (whole calls) or by raw `websockets` connections (hostile input).
+`app.dev.fakes.twilio_caller` (whole calls) or by raw `websockets` connections (hostile input).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from numpy.typing import NDArray
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.assets import load_clip_8k
-from app.live.fake.scenario import Scenario
-from app.local_stack import LocalStack, local_stack
+from app.dev.fakes.live.scenario import Scenario
+from app.dev.fakes.twilio_caller import CallOptions, CallReport, simulate_call
+from app.dev.local_stack import LocalStack, local_stack
 from telephony.messages import connected_message, start_message
 from telephony.signatures import SIGNATURE_HEADER, compute_signature
-from telephony.simulator import CallOptions, CallReport, simulate_call
 from telephony.twiml import parse_stream_twiml
 
 ACCOUNT = "AC" + "0" * 32

@@ -24,8 +24,8 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
+from app.dev.fakes.twilio_caller import CallReport
 from app.recording import CallRecorder
-from telephony.simulator import CallReport
 from tests.reliability.conftest import (
     StackFactory,
     eventually,
@@ -322,7 +322,9 @@ async def test_a_full_recordings_disk_loses_the_audio_not_the_call_or_its_record
         return cast(BinaryIO, FullDisk(path, budget=44 + 4 * 8000))  # header + 1 s
 
     # The seam CallRecorder offers for disk errors, used by the media endpoint.
-    monkeypatch.setattr("app.media.CallRecorder", functools.partial(CallRecorder, opener=opener))
+    monkeypatch.setattr(
+        "app.twilio.media.CallRecorder", functools.partial(CallRecorder, opener=opener)
+    )
     async with stack({"audio": {"speed": 0}}, greeting="") as s:
         report = await place_call(s, listen_seconds=2.5)
         record = await wait_for_record(s, report.call_sid)

@@ -32,9 +32,9 @@ import structlog
 from numpy.typing import NDArray
 
 from app.assets import load_clip_8k
-from app.local_stack import FAKE_API_KEY, local_stack
+from app.dev.fakes.twilio_caller import CallOptions, simulate_calls
+from app.dev.local_stack import FAKE_API_KEY, local_stack
 from app.logs import configure_logging
-from telephony.simulator import CallOptions, simulate_calls
 from tests.reliability.conftest import wait_for_record
 
 CALLS = 50
@@ -140,7 +140,7 @@ async def _callers_main(spec: dict[str, Any]) -> list[dict[str, Any]]:
 def fake_live_process(cert_dir: Path) -> Iterator[tuple[str, str]]:
     """The fake Live server in its own process: (base URL, CA path)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.live.fake", "--port", "0", "--cert-dir", str(cert_dir)],
+        [sys.executable, "-m", "app.dev.fakes.live", "--port", "0", "--cert-dir", str(cert_dir)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=str(Path(__file__).parents[2]),

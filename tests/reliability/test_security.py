@@ -18,7 +18,7 @@ import pytest
 import structlog
 from websockets.asyncio.client import connect
 
-from app.local_stack import LocalStack
+from app.dev.local_stack import LocalStack
 from app.logs import SECRET_SETTINGS, configure_logging, forget_secrets, register_secrets
 from telephony.messages import connected_message, start_message, stop_message
 from telephony.signatures import SIGNATURE_HEADER, compute_signature

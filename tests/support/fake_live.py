@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from app.live.fake import FakeLiveServer, Scenario
+from app.dev.fakes.live import FakeLiveServer, Scenario
 
 #: A key for scenarios that check it (`Scenario(api_key=FAKE_API_KEY)`).
 FAKE_API_KEY = "fake-live-test-key"

@@ -2,7 +2,7 @@
 
 The bar (the project's audio notes): delay <= 2 ms, alias/image rejection >= 70 dB,
 passband flat within 0.5 dB to 3.4 kHz, output independent of chunking, clip
-before casting. Speed is not asserted here; ``telephony.codec_report`` reports it.
+before casting. Speed is not asserted here; ``app.dev.codec_report`` reports it.
 """
 
 from __future__ import annotations

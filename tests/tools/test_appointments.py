@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.state import MemoryStateStore
+from app.call.state import MemoryStateStore
 from tests.tools.fakes import make_context
 from tools import ToolDispatcher, ToolRegistry
 from tools.examples import EXAMPLE_SETS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.state import MemoryStateStore
+from app.call.state import MemoryStateStore
 from tests.tools.fakes import RecordingCallControl, make_context
 from tools import ToolDispatcher, ToolRegistry, ToolResult
 from tools.builtin import end_call, make_builtin_tools, normalize_number

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from app.state import MemoryStateStore
+from app.call.state import MemoryStateStore
 from tests.tools.fakes import make_context
 from tools import ToolContext, ToolDispatcher, ToolError, ToolRegistry, ToolResult, tool
 

@@ -1,0 +1,64 @@
+"""Pacing arithmetic of `Playout`: a cap on the lead, frames leaving in bursts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.call.playout import FRAME_SAMPLES, Playout
+
+
+def queued(frames: int) -> Playout:
+    playout = Playout(max_lead_samples=10 * FRAME_SAMPLES, burst_frames=3)
+    playout.push(np.arange(frames * FRAME_SAMPLES, dtype=np.int16))
+    return playout
+
+
+def test_everything_that_fits_goes_at_once_as_one_block() -> None:
+    playout = queued(14)
+    block = playout.next_burst(now=0)
+    assert block is not None
+    assert block.start_sample == 0
+    assert block.pcm.size == 10 * FRAME_SAMPLES  # up to the cap, not beyond
+    assert playout.next_burst(now=0) is None
+    assert playout.queued_samples == 4 * FRAME_SAMPLES
+
+
+def test_at_the_cap_the_sender_waits_for_a_burst_not_a_frame() -> None:
+    playout = queued(14)
+    playout.next_burst(now=0)
+    # One frame would fit after 20 ms; a burst of three after 60 ms.
+    assert playout.wait_samples(now=0) == 3 * FRAME_SAMPLES
+    later = 3 * FRAME_SAMPLES
+    assert playout.wait_samples(now=later) == 0
+    block = playout.next_burst(now=later)
+    assert block is not None
+    assert block.pcm.size == 3 * FRAME_SAMPLES
+    assert block.start_sample == 10 * FRAME_SAMPLES  # straight after what was sent
+
+
+def test_fewer_queued_frames_than_a_burst_wait_only_for_themselves() -> None:
+    playout = queued(11)
+    playout.next_burst(now=0)
+    assert playout.wait_samples(now=0) == FRAME_SAMPLES
+
+
+def test_audio_stays_in_order_and_whole() -> None:
+    playout = queued(25)
+    now, out = 0, []
+    while playout.has_frame():
+        now += playout.wait_samples(now)
+        block = playout.next_burst(now)
+        assert block is not None
+        assert block.pcm.size % FRAME_SAMPLES == 0
+        assert block.start_sample - now <= 10 * FRAME_SAMPLES  # never past the cap
+        out.append(block.pcm)
+    assert np.array_equal(np.concatenate(out), np.arange(25 * FRAME_SAMPLES, dtype=np.int16))
+
+
+def test_an_idle_line_restarts_playback_now() -> None:
+    playout = queued(2)
+    playout.next_burst(now=0)
+    playout.push(np.zeros(FRAME_SAMPLES, np.int16))
+    block = playout.next_burst(now=10_000)  # long after the last audio ended
+    assert block is not None
+    assert block.start_sample == 10_000

@@ -13,12 +13,10 @@ the buffer and echoes every pending mark at once. What was played is what the ca
 from __future__ import annotations
 
 import asyncio
-import secrets
 import ssl
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import numpy as np
@@ -26,6 +24,14 @@ import websockets
 from numpy.typing import NDArray
 from websockets.asyncio.client import ClientConnection, connect
 
+from app.dev.fakes.caller_report import (
+    CallOptions,
+    CallReport,
+    EndedBy,
+    EventCallback,
+    MarkRecord,
+    new_sid,
+)
 from telephony.errors import ProtocolError
 from telephony.messages import (
     MAX_MESSAGE_BYTES,
@@ -58,96 +64,6 @@ FRAME_SECONDS = FRAME_MS / 1000
 WEBHOOK_PATH = "/twilio/voice"
 API_VERSION = "2010-04-01"
 
-EventCallback = Callable[[str, Mapping[str, Any]], None]
-EndedBy = Literal["server_closed", "caller_hangup", "error"]
-
-
-def _sid(prefix: str) -> str:
-    return prefix + secrets.token_hex(16)
-
-
-# --- options and report --------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CallOptions:
-    base_url: str  # http(s)://host:port of the service
-    audio: NDArray[np.int16]  # caller speech, 8 kHz mono
-    auth_token: str | None = None  # sign webhook and upgrade when set
-    follow_up: NDArray[np.int16] | None = None  # said once the agent finished its reply
-    from_number: str = "+15005550006"
-    to_number: str = "+15005550001"
-    call_sid: str = field(default_factory=lambda: _sid("CA"))
-    account_sid: str = "AC" + "0" * 32
-    # Quiet after the caller's last audio before hanging up. While waiting to say the
-    # follow-up, the agent's speech also counts, so a long reply is not cut off.
-    listen_seconds: float = 8.0
-    max_seconds: float = 120.0  # hard cap on stream time
-    ssl_context: ssl.SSLContext | None = None
-    on_event: EventCallback | None = None
-    silence_rms: float = 200.0  # frame RMS (int16 scale) above which audio counts as speech
-    reply_gap_seconds: float = 1.0  # quiet after agent speech that ends its reply
-    underrun_window_seconds: float = 0.5  # a playback gap shorter than this is an underrun
-    # Up to this long, wait for the agent's greeting to finish before speaking (a caller
-    # listens first); 0 speaks at once.
-    wait_for_greeting_seconds: float = 0.0
-
-    def __repr__(self) -> str:  # keep the auth token out of logs and tracebacks
-        token = "set" if self.auth_token else None
-        return f"CallOptions(base_url={self.base_url!r}, call_sid={self.call_sid!r}, token={token})"
-
-
-@dataclass(frozen=True, slots=True)
-class MarkRecord:
-    name: str
-    played: bool  # False: echoed by a clear, its audio was discarded
-    at_ms: float  # stream time of the echo
-
-
-@dataclass(slots=True)
-class CallReport:
-    """What happened on one call. Times are ms of stream time since `start` (tick k = 20k);
-    `heard` and `sent` are 8 kHz int16 on that same clock, one sample per real-time sample."""
-
-    call_sid: str
-    ended_by: EndedBy
-    error: str | None = None
-    stream_sid: str | None = None
-    stream_url: str | None = None
-    custom_parameters: dict[str, str] = field(default_factory=dict)
-    duration_ms: float = 0.0
-    utterance_ends_ms: list[float] = field(default_factory=list)
-    first_audio_ms: float | None = None  # stream start -> first agent speech heard
-    response_latencies_ms: list[float | None] = field(default_factory=list)  # per utterance
-    clears: int = 0
-    clear_times_ms: list[float] = field(default_factory=list)
-    marks: list[MarkRecord] = field(default_factory=list)
-    frames_received: int = 0  # 20 ms of audio each, whatever size the messages were
-    media_messages: int = 0
-    bytes_received: int = 0
-    frames_sent: int = 0
-    underruns: int = 0
-    underrun_ms: float = 0.0
-    close_code: int | None = None
-    heard: NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, np.int16))
-    sent: NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, np.int16))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (the audio arrays are left out)."""
-        result: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            if name in ("heard", "sent"):
-                continue
-            value = getattr(self, name)
-            if name == "marks":
-                value = [{"name": m.name, "played": m.played, "at_ms": m.at_ms} for m in value]
-            elif isinstance(value, list | dict):
-                value = value.copy()
-            result[name] = value
-        result["heard_seconds"] = self.heard.size / 8000
-        return result
-
-
 # --- the call ------------------------------------------------------------------------
 
 
@@ -176,7 +92,7 @@ class _Call:
         self.ear = Ear(options.silence_rms, ticks)
         self.sent = bytearray()
         self.ws: ClientConnection | None = None
-        self.stream_sid = _sid("MZ")
+        self.stream_sid = new_sid("MZ")
         self._seq = 0
         self._lock = asyncio.Lock()
         self._t0 = 0.0

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from app.admin.calls import calls_routes
 from app.assets import load_clip_8k
+from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
 from app.call.state import make_state_store
 from app.errors import ConfigError
@@ -109,6 +110,7 @@ def build_services(
         state_store=make_state_store(settings),
         twilio_rest=rest if rest is not None else twilio_rest(settings),
         tool_registry=registry,
+        recorder_factory=call_recorders(settings),
         redis=redis,
     )
 

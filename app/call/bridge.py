@@ -14,16 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import structlog
 from numpy.typing import NDArray
 
+from app.call.info import CallEnded, CallInfo, CallStats, EndReason
 from app.call.playout import FRAME_SAMPLES, RATE, Playout
+from app.call.ports import BridgeMetrics, Recorder, ToolRunner, TwilioSink
 from app.errors import LiveClosedError, LiveSetupError
 from app.live.events import (
     AgentAudio,
@@ -54,77 +55,6 @@ from telephony.messages import (
 )
 from telephony.mulaw import pcm16_to_ulaw, ulaw_to_pcm16
 from telephony.resample import inbound_resampler, outbound_resampler
-
-
-class EndReason(StrEnum):
-    CALLER_HANGUP = "caller_hangup"
-    AGENT_HANGUP = "agent_hangup"
-    TRANSFERRED = "transferred"
-    LIVE_FAILED = "live_failed"
-    SHUTDOWN = "server_shutdown"
-    ERROR = "error"
-
-
-class CallEnded(Exception):
-    def __init__(self, reason: EndReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    call_sid: str
-    stream_sid: str
-    account_sid: str = ""
-    from_number: str = ""
-    to_number: str = ""
-    parameters: Mapping[str, str] = field(default_factory=dict)
-
-
-class TwilioSink(Protocol):
-    """The Media Stream socket, outbound side."""
-
-    async def send_text(self, data: str) -> None: ...
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-class Recorder(Protocol):
-    def caller_audio(self, at_sample: int, pcm: NDArray[np.int16]) -> None: ...
-    def agent_audio(self, at_sample: int, pcm: NDArray[np.int16]) -> None: ...
-    def agent_cleared(self, at_sample: int) -> None: ...
-    def transcript(self, side: Any, text: str, at_sample: int) -> None: ...
-    def tool_call(
-        self,
-        call_id: str,
-        name: str,
-        args: Mapping[str, Any],
-        result: Mapping[str, Any],
-        ok: bool,
-        duration_s: float,
-        at_sample: int,
-    ) -> None: ...
-    def interruption(self, at_sample: int) -> None: ...
-    def reconnect(self, at_sample: int, reason: str) -> None: ...
-    def usage(self, mapping: Mapping[str, int]) -> None: ...
-    def dtmf(self, digit: str, at_sample: int) -> None: ...
-    def note(self, kind: str, detail: str, at_sample: int) -> None: ...
-
-
-class ToolRunner(Protocol):
-    """Runs the model's tool calls as tasks; results come back through `on_result`."""
-
-    def start(self, call_id: str, name: str, args: Mapping[str, Any]) -> None: ...
-    def cancel(self, call_ids: tuple[str, ...]) -> None: ...
-    async def aclose(self) -> None: ...
-
-
-class BridgeMetrics(Protocol):
-    def caller_to_model(self, seconds: float) -> None: ...
-    def model_to_caller(self, seconds: float) -> None: ...
-    def interrupted(self, clear_delay_s: float) -> None: ...
-    def response_latency(self, seconds: float) -> None: ...
-    def reconnected(self) -> None: ...
 
 
 @dataclass
@@ -250,13 +180,7 @@ class CallBridge:
         self._stream_end_sent = False
         self._received_at: Callable[[], float] = time.perf_counter
         self.end_reason: EndReason | None = None
-        self.stats: dict[str, Any] = {
-            "frames_in": 0,
-            "frames_out": 0,
-            "interruptions": 0,
-            "reconnects": 0,
-            "first_agent_audio_s": None,
-        }
+        self.stats = CallStats()
 
     # --- clock -----------------------------------------------------------------
     def now_sample(self) -> int:
@@ -338,7 +262,7 @@ class CallBridge:
         # Bridge-added latency, caller -> model: frame off the Twilio socket -> its audio
         # handed to the Live socket (the SDK's serialisation and the write included).
         received = self._received_at()
-        self.stats["frames_in"] += 1
+        self.stats.frames_in += 1
         pcm8 = ulaw_to_pcm16(message.payload)
         if self._caller_rec is not None:
             self._caller_rec.add(message.timestamp * RATE // 1000, pcm8)
@@ -423,7 +347,7 @@ class CallBridge:
                         }
                     )
             case Reconnected():
-                self.stats["reconnects"] += 1
+                self.stats.reconnects += 1
                 self._model_in_turn = False
                 if self._recorder:
                     self._recorder.reconnect(self.now_sample(), event.reason)
@@ -448,8 +372,8 @@ class CallBridge:
             self._awaiting_response = False
             if self._metrics:
                 self._metrics.response_latency(self._clock() - self._caller_speech_end)
-        if self.stats["first_agent_audio_s"] is None:
-            self.stats["first_agent_audio_s"] = self._clock() - self._started
+        if self.stats.first_agent_audio_s is None:
+            self.stats.first_agent_audio_s = self._clock() - self._started
         if was_empty:
             # Bridge-added latency, model -> caller: the SDK's event in hand -> the chunk's
             # frames (as many as pacing allows) written to Twilio. Only chunks that pacing
@@ -465,7 +389,7 @@ class CallBridge:
         if self._closing:
             return  # the clip playing is our notice, not the model's turn: it plays out
         received = time.perf_counter()
-        self.stats["interruptions"] += 1
+        self.stats.interruptions += 1
         self._model_in_turn = False
         async with self._send_lock:
             stopped_at = self.playout.clear(self.now_sample())
@@ -521,7 +445,7 @@ class CallBridge:
             if not self.playout.has_frame() and self._turn_mark_wanted:
                 self._turn_mark_wanted = False
                 await self._send_mark("turn")
-        self.stats["frames_out"] += sent
+        self.stats.frames_out += sent
         if sent or self._exit is not None:
             self._wake_watchdog.set()
         return sent

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import io
 import os
 from pathlib import Path
@@ -24,8 +23,8 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
+from app.call.assembly import call_recorders
 from app.dev.fakes.twilio_caller import CallReport
-from app.recording import CallRecorder
 from tests.reliability.conftest import (
     StackFactory,
     eventually,
@@ -316,16 +315,14 @@ class FullDisk(io.FileIO):
 
 
 async def test_a_full_recordings_disk_loses_the_audio_not_the_call_or_its_record(
-    stack: StackFactory, monkeypatch: pytest.MonkeyPatch
+    stack: StackFactory,
 ) -> None:
     def opener(path: Path) -> BinaryIO:
         return cast(BinaryIO, FullDisk(path, budget=44 + 4 * 8000))  # header + 1 s
 
-    # The seam CallRecorder offers for disk errors, used by the media endpoint.
-    monkeypatch.setattr(
-        "app.twilio.media.CallRecorder", functools.partial(CallRecorder, opener=opener)
-    )
     async with stack({"audio": {"speed": 0}}, greeting="") as s:
+        # The recorder comes in through the services; `opener` is its seam for disk errors.
+        s.services.recorder_factory = call_recorders(s.settings, opener=opener)
         report = await place_call(s, listen_seconds=2.5)
         record = await wait_for_record(s, report.call_sid)
     assert report.error is None and record["end_reason"] == "caller_hangup"

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from app.call.bridge import BridgeConfig, CallBridge, CallInfo, EndReason
+from app.call.bridge import BridgeConfig, CallBridge
+from app.call.info import CallInfo, EndReason
 from app.live.events import (
     AgentAudio,
     GoAway,
@@ -126,7 +127,7 @@ async def test_barge_in_clears_at_once_and_no_stale_audio_follows() -> None:
     # the 3 s turn (bounds generous: a loaded machine delays the interrupt, not the cut).
     heard_s = sum(len(p) for t, p in sock.heard) / 8000
     assert 0.2 < heard_s < 2.0
-    assert bridge.stats["interruptions"] == 1
+    assert bridge.stats.interruptions == 1
     # Marks echoed after the clear are counted as unplayed, not as heard.
     assert not bridge.playout.pending_marks
 
@@ -189,7 +190,7 @@ async def test_dropped_connection_resumes_with_the_newest_handle() -> None:
     sock.hang_up()
     assert await run is EndReason.CALLER_HANGUP
     assert connector.handles == [None, "h-2"]
-    assert bridge.stats["reconnects"] == 1
+    assert bridge.stats.reconnects == 1
 
 
 async def test_goaway_reconnects_at_the_turn_boundary() -> None:

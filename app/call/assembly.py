@@ -18,8 +18,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from app.call.bridge import BridgeConfig, CallBridge
-from app.call.info import CallInfo, EndReason
+from app.call.bridge import CallBridge
+from app.call.info import BridgeConfig, CallInfo, EndReason
 from app.call.ports import CallRecording, RecorderFactory, TwilioSink
 from app.call.tool_runner import BridgeTools
 from app.recording import CallRecorder

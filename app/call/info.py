@@ -1,4 +1,5 @@
-"""What one call is and how it went: its identity, why it ended, and its counters."""
+"""What one call is and how it went: its identity, its bridge settings, why it ended, its
+counters."""
 
 from __future__ import annotations
 
@@ -54,3 +55,24 @@ class CallStats:
             "reconnects": self.reconnects,
             "first_agent_audio_s": self.first_agent_audio_s,
         }
+
+
+@dataclass
+class BridgeConfig:
+    greeting: str | None = None
+    max_lead_seconds: float = 0.2
+    hangup_fallback_seconds: float = 10.0
+    # After end_call, how long to wait for the model to start its goodbye.
+    goodbye_grace_seconds: float = 1.5
+    max_reconnects: int = 3
+    input_pause_seconds: float = 1.0
+
+
+def first_reason(group: BaseExceptionGroup[CallEnded]) -> EndReason:
+    """The reason of the first `CallEnded` in a task group's exceptions."""
+    for exc in group.exceptions:
+        if isinstance(exc, CallEnded):
+            return exc.reason
+        if isinstance(exc, BaseExceptionGroup):
+            return first_reason(exc)
+    return EndReason.ERROR

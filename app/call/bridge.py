@@ -224,10 +224,10 @@ class CallBridge:
             self._log.error("live.setup_failed", cause=str(exc))
             await self._apologise("live_setup_failed")
             return
-        self._log.info(
-            "live.connected",
-            setup_s=round(self.link.session.info.setup_seconds, 3) if self.link.session else None,
-        )
+        setup_s = self.link.session.info.setup_seconds if self.link.session else None
+        self._log.info("live.connected", setup_s=None if setup_s is None else round(setup_s, 3))
+        if setup_s is not None and self._metrics and not self.prewarmed:
+            self._metrics.live_setup(setup_s)  # a pre-warmed one was counted by the pool
         if self._config.greeting and not self.prewarmed:
             await self.link.send_text(self._config.greeting)
         try:
@@ -282,6 +282,7 @@ class CallBridge:
                     self._recorder.reconnect(self.now_sample(), event.reason)
                 if self._metrics:
                     self._metrics.reconnected()
+                    self._metrics.live_setup(event.setup_seconds)
             case GoAway() | ResumptionUpdate():
                 pass
 

@@ -7,7 +7,9 @@ VoicebotError
 │   ├── LiveSetupError   refused before setupComplete (bad key, bad model, unreachable)
 │   └── LiveClosedError  the session ended mid-call (after retries, if any)
 ├── StateStoreError      the tool state store failed (Redis unreachable, ...)
-└── RecordingError       a recording could not be written
+└── RecordingError       recordings cannot be written at all (RECORDINGS_DIR unusable at
+                         start); one call's disk failure is not raised: the call goes on
+                         and its record says `recording.status: failed`
 """
 
 from __future__ import annotations
@@ -42,4 +44,4 @@ class StateStoreError(VoicebotError):
 
 
 class RecordingError(VoicebotError):
-    """A recording or call record could not be written."""
+    """Recordings cannot be written at all (raised at start; names RECORDINGS_DIR)."""

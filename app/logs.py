@@ -11,10 +11,11 @@ scrubbed once more, which also covers tracebacks the renderer formats itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import structlog
@@ -217,3 +218,14 @@ def configure_from_settings(settings: Settings) -> None:
     """`configure_logging` from LOG_LEVEL/LOG_FORMAT, and register every secret setting."""
     register_secrets(settings.secret(name) for name in SECRET_SETTINGS)
     configure_logging(settings.log_level, settings.log_format)
+
+
+@contextlib.contextmanager
+def suppress_logged(log: Any, event: str, **fields: Any) -> Iterator[None]:
+    """`contextlib.suppress(Exception)` for best-effort cleanup, but never silent: what was
+    suppressed is logged at warning, as its type and message (cut short; registered
+    secrets are scrubbed by `redact_secrets` like everywhere else)."""
+    try:
+        yield
+    except Exception as exc:
+        log.warning(event, error_type=type(exc).__name__, error=str(exc)[:200], **fields)

@@ -15,12 +15,14 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from app.admin.calls import calls_routes
 from app.assets import load_clip_8k
+from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
 from app.call.state import make_state_store
-from app.errors import ConfigError
+from app.errors import ConfigError, RecordingError
 from app.live.direct import DirectConnector
 from app.live.events import LiveConnector
 from app.live.options import LiveOptions
+from app.logs import suppress_logged
 from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
 from app.recording import prune_recordings, repair_recordings
 from app.services import Services
@@ -87,28 +89,33 @@ def build_services(
         raise ConfigError(f"TOOLS / TOOLS_MODULE: {exc}") from None
     if connector is None:
         connector = gemini_connector(settings, registry.declarations())
+    metrics = metrics or Metrics(raw_samples=settings.bench_timings)
     redis: Any = None
     used: UsedTokens = MemoryUsedTokens()
     if settings.redis_url:
         import redis.asyncio as aioredis
 
         redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
-        used = RedisUsedTokens(redis)
+        used = RedisUsedTokens(redis, on_error=metrics.redis_error)
     token = settings.secret("twilio_auth_token")
     return Services(
         settings=settings,
         connector=connector,
         prewarm=PrewarmPool(
-            connector, timeout=settings.prewarm_timeout, greeting=settings.greeting or None
+            connector,
+            timeout=settings.prewarm_timeout,
+            greeting=settings.greeting or None,
+            on_setup=metrics.live_setup,
         ),
         stream_tokens=StreamTokens(
             token.encode() if token else None, settings.stream_token_ttl, used
         ),
-        metrics=metrics or Metrics(raw_samples=settings.bench_timings),
+        metrics=metrics,
         apology=load_clip_8k("apology"),
-        state_store=make_state_store(settings),
+        state_store=make_state_store(settings, on_redis_error=metrics.redis_error),
         twilio_rest=rest if rest is not None else twilio_rest(settings),
         tool_registry=registry,
+        recorder_factory=call_recorders(settings),
         redis=redis,
     )
 
@@ -152,8 +159,13 @@ def create_app(services: Services) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         directory = settings.recordings_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        repaired = await asyncio.to_thread(repair_recordings, directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            repaired = await asyncio.to_thread(repair_recordings, directory)
+        except OSError as exc:
+            # Every call is recorded: a server that cannot record at all does not start.
+            why = exc.strerror or type(exc).__name__
+            raise RecordingError(f"RECORDINGS_DIR {directory} is not usable: {why}") from exc
         if repaired:
             log.warning("recordings.repaired", files=[p.name for p in repaired])
         background: list[asyncio.Task[None]] = []
@@ -167,10 +179,10 @@ def create_app(services: Services) -> Starlette:
             for task in background:
                 task.cancel()
             await services.prewarm.aclose()
-            with contextlib.suppress(Exception):
+            with suppress_logged(log, "server.shutdown_failed", step="state_store"):
                 await services.state_store.aclose()
             if services.redis is not None:
-                with contextlib.suppress(Exception):
+                with suppress_logged(log, "server.shutdown_failed", step="redis"):
                     await services.redis.aclose()
 
     routes: list[BaseRoute] = [

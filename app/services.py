@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from app.call.bridge import CallBridge
+    from app.call.ports import RecorderFactory
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Services:
     stream_tokens: StreamTokens
     state_store: StateStore
     tool_registry: ToolRegistry
+    recorder_factory: RecorderFactory  # one recording per call (app.call.assembly)
     metrics: Metrics = field(default_factory=Metrics)
     apology: NDArray[np.int16] | None = None
     twilio_rest: TwilioRest | None = None  # None: no Twilio credentials configured

@@ -1,104 +1,113 @@
-"""Assembling one call (bridge, tools, state, recorder, metrics) and finishing it."""
+"""One call, assembled and finished in one place.
+
+A transport checks its own socket (Twilio's signed Media Stream today; a web call later),
+then hands `run_call` what it knows of the call (`CallInfo`), the socket's outbound side
+(`TwilioSink`) and its inbound messages. Everything else happens here, in this order:
+the recording (from `services.recorder_factory`), the bridge with its tools and seeded
+state, registration in `Services` (drain, admin) and metrics; then the call; then the
+recording closed and the call unregistered. The transport closes its socket last, once
+the call is fully wound down.
+
+Seams for what comes next: wrap `services.recorder_factory` to tee a call's events (a
+console); choose a per-call agent in `bridge_config`; another transport calls `run_call`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from app.call.bridge import BridgeConfig, CallBridge, CallInfo, EndReason, Recorder, TwilioSink
-from app.live.events import ToolResponse
+from app.call.bridge import CallBridge
+from app.call.info import BridgeConfig, CallInfo, EndReason
+from app.call.ports import CallRecording, RecorderFactory, TwilioSink
+from app.call.tool_runner import BridgeTools
+from app.recording import CallRecorder
+from app.recording.writer import Opener, open_new_file
 from app.services import Services
+from app.settings import Settings
+from app.twilio.stream_tokens import TOKEN_PARAM
+from telephony.messages import Start, TwilioMessage
 from telephony.twiml import dial_twiml
-from tools.context import ToolContext
-from tools.dispatch import ToolDispatcher, ToolResult
 
 
-class BridgeControl:
-    """`CallControl` for tools: hang-ups and transfers wait for the goodbye to be heard."""
+def call_info_from_start(start: Start) -> CallInfo:
+    """The call as Twilio's `start` message describes it (the stream token left out)."""
+    params = start.custom_parameters
+    return CallInfo(
+        call_sid=start.call_sid,
+        stream_sid=start.stream_sid,
+        account_sid=start.account_sid,
+        from_number=params.get("from", ""),
+        to_number=params.get("to", ""),
+        parameters={k: v for k, v in params.items() if k != TOKEN_PARAM},
+    )
 
-    def __init__(self, bridge: CallBridge) -> None:
-        self._bridge = bridge
 
-    async def end_call(self, reason: str) -> None:
-        self._bridge.log.info("tool.end_call", reason=reason[:200])
-        await self._bridge.request_exit(EndReason.AGENT_HANGUP)
+def call_recorders(settings: Settings, *, opener: Opener = open_new_file) -> RecorderFactory:
+    """The production recorder factory: a WAV and a call record per call, in
+    RECORDINGS_DIR. `opener` is the seam for disk faults in tests."""
 
-    async def transfer(self, number: str, announcement: str | None) -> None:
-        await self._bridge.request_exit(EndReason.TRANSFERRED, number, announcement)
-
-
-class BridgeTools:
-    """The bridge's `ToolRunner`: a dispatcher whose results go back to Live and the record."""
-
-    def __init__(
-        self, services: Services, bridge: CallBridge, recorder: Recorder | None, log: Any
-    ) -> None:
-        self._services = services
-        self._bridge = bridge
-        self._recorder = recorder
-        self._args: dict[str, tuple[Mapping[str, Any], int]] = {}
-        context = ToolContext.for_call(
-            services.state_store,
-            BridgeControl(bridge),
-            call_sid=bridge.call.call_sid,
-            stream_sid=bridge.call.stream_sid,
-            from_number=bridge.call.from_number or None,
-            to_number=bridge.call.to_number or None,
-            parameters=bridge.call.parameters,
-            log=log,
-        )
-        self._dispatcher = ToolDispatcher(
-            services.tool_registry,
-            context,
-            timeout=services.settings.tool_timeout,
-            logger=log,
-            on_result=self._on_result,
+    def make(call: CallInfo) -> CallRecording:
+        return CallRecorder(
+            settings.recordings_dir,
+            call.call_sid,
+            meta={
+                "stream_sid": call.stream_sid,
+                "from": call.from_number,
+                "to": call.to_number,
+                "model": settings.gemini_model,
+                "voice": settings.gemini_voice,
+            },
+            opener=opener,
         )
 
-    def start(self, call_id: str, name: str, args: Mapping[str, Any]) -> None:
-        self._args[call_id] = (args, self._bridge.now_sample())
-        self._dispatcher.start(call_id, name, args)
-
-    def cancel(self, call_ids: tuple[str, ...]) -> None:
-        self._dispatcher.cancel(call_ids)
-        for call_id in call_ids:
-            self._args.pop(call_id, None)
-
-    async def aclose(self) -> None:
-        await self._dispatcher.aclose()
-
-    async def _on_result(self, result: ToolResult) -> None:
-        args, at_sample = self._args.pop(result.call_id, ({}, self._bridge.now_sample()))
-        self._services.metrics.tool_finished(result.name, result.duration_s, ok=result.ok)
-        if self._recorder is not None:
-            self._recorder.tool_call(
-                result.call_id,
-                result.name,
-                args,
-                result.response,
-                result.ok,
-                result.duration_s,
-                at_sample,
-            )
-        await self._bridge.deliver_tool_result(
-            ToolResponse(result.call_id, result.name, result.response, result.scheduling)
-        )
+    return make
 
 
-async def build_bridge(
-    services: Services,
-    call: CallInfo,
-    sink: TwilioSink,
-    log: Any,
-    recorder: Recorder | None = None,
-) -> CallBridge:
-    settings = services.settings
-    config = BridgeConfig(
+def bridge_config(settings: Settings, call: CallInfo) -> BridgeConfig:
+    """The bridge's settings for this call (the place for a per-call agent's choices)."""
+    return BridgeConfig(
         greeting=settings.greeting or None,
         hangup_fallback_seconds=settings.hangup_fallback_seconds,
         max_reconnects=settings.live_max_reconnects,
     )
+
+
+async def run_call(
+    services: Services,
+    call: CallInfo,
+    sink: TwilioSink,
+    messages: AsyncIterator[TwilioMessage],
+    *,
+    log: Any,
+    received_at: Callable[[], float] | None = None,
+) -> EndReason:
+    """Run one call from its first message to its saved recording; returns why it ended.
+
+    `received_at`: see `CallBridge.run`. Cancellation (the drain's last resort) still
+    closes the recording and unregisters the call.
+    """
+    recorder = services.recorder_factory(call)
+    try:
+        bridge = await _build_bridge(services, call, sink, log, recorder)
+    except BaseException:
+        await recorder.aclose(EndReason.ERROR.value)
+        raise
+    log.info("call.started", prewarmed=bridge.prewarmed)
+    reason = EndReason.ERROR
+    try:
+        reason = await bridge.run(messages, received_at=received_at)
+    finally:
+        # When cancelled, `run` raised but recorded why.
+        reason = bridge.end_reason or reason
+        await _finish(services, bridge, recorder, reason, log)
+    return reason
+
+
+async def _build_bridge(
+    services: Services, call: CallInfo, sink: TwilioSink, log: Any, recorder: CallRecording
+) -> CallBridge:
     rest = services.twilio_rest
 
     async def hangup(call_sid: str) -> None:
@@ -114,7 +123,7 @@ async def build_bridge(
         call,
         sink,
         services.connector,
-        config=config,
+        config=bridge_config(services.settings, call),
         prewarmed=services.prewarm.take(call.call_sid),
         recorder=recorder,
         metrics=services.metrics,
@@ -142,8 +151,13 @@ async def build_bridge(
     return bridge
 
 
-async def finish_call(services: Services, bridge: CallBridge, reason: EndReason, log: Any) -> None:
+async def _finish(
+    services: Services, bridge: CallBridge, recorder: CallRecording, reason: EndReason, log: Any
+) -> None:
+    recorder.advance(bridge.now_sample())
+    result = await recorder.aclose(reason.value)
+    log.info("call.recorded", wav=str(result.wav_path), error=result.error)
     services.bridges.pop(bridge.call.call_sid, None)
     services.active_calls.pop(bridge.call.call_sid, None)
     services.metrics.call_ended(reason.value)
-    log.info("call.ended", reason=reason.value, **bridge.stats)
+    log.info("call.ended", reason=reason.value, **bridge.stats.as_log_fields())

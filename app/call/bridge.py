@@ -1,29 +1,33 @@
 """The per-call bridge between a Twilio Media Stream and a Gemini Live session.
 
-The one place with per-call concurrency: a task group holding
-- the inbound pump: Twilio frames -> mu-law decode -> 8k->16k -> Live,
+The one place with per-call concurrency, and only its I/O shell: a task group holding
+- the inbound pump: Twilio frames -> mu-law decode -> 8k->16k -> Live; mark echoes,
 - the Live pump: Live events -> 24k->8k -> playout queue; transcripts, tools, barge-in,
-- the sender: paced 20 ms frames and marks -> Twilio,
-- the hang-up watchdog.
-Any task ending the call raises `CallEnded`; the group cancels the rest together.
-Nothing here touches another call: every object is this call's own.
+- the writer (`Outbound`): the one task that sends to Twilio (clears, marks, paced audio),
+- the watchdog: ticks the turn/exit policy (`CallPolicy`) and performs what it asks.
+When to hang up, and whether a barge-in cancels it, is the policy's call; how audio is
+paced is `Playout`'s. Any task ending the call raises `CallEnded`; the group cancels the
+rest together. Nothing here touches another call: every object is this call's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from app.call.playout import FRAME_SAMPLES, RATE, Playout
+from app.call.audio_batch import AudioBatch
+from app.call.info import BridgeConfig, CallEnded, CallInfo, CallStats, EndReason, first_reason
+from app.call.outbound import Outbound
+from app.call.playout import RATE, Playout
+from app.call.policy import Action, CallPolicy, Exit
+from app.call.ports import BridgeMetrics, Recorder, ToolRunner, TwilioSink
 from app.errors import LiveClosedError, LiveSetupError
 from app.live.events import (
     AgentAudio,
@@ -42,152 +46,14 @@ from app.live.events import (
     Usage,
 )
 from app.live.link import LiveLink, Reconnected
-from telephony.messages import (
-    Dtmf,
-    Mark,
-    Media,
-    Stop,
-    TwilioMessage,
-    clear_message,
-    mark_message,
-    media_message,
-)
-from telephony.mulaw import pcm16_to_ulaw, ulaw_to_pcm16
+from app.logs import suppress_logged
+from telephony.messages import Dtmf, Mark, Media, Stop, TwilioMessage
+from telephony.mulaw import ulaw_to_pcm16
 from telephony.resample import inbound_resampler, outbound_resampler
 
-
-class EndReason(StrEnum):
-    CALLER_HANGUP = "caller_hangup"
-    AGENT_HANGUP = "agent_hangup"
-    TRANSFERRED = "transferred"
-    LIVE_FAILED = "live_failed"
-    SHUTDOWN = "server_shutdown"
-    ERROR = "error"
-
-
-class CallEnded(Exception):
-    def __init__(self, reason: EndReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    call_sid: str
-    stream_sid: str
-    account_sid: str = ""
-    from_number: str = ""
-    to_number: str = ""
-    parameters: Mapping[str, str] = field(default_factory=dict)
-
-
-class TwilioSink(Protocol):
-    """The Media Stream socket, outbound side."""
-
-    async def send_text(self, data: str) -> None: ...
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-class Recorder(Protocol):
-    def caller_audio(self, at_sample: int, pcm: NDArray[np.int16]) -> None: ...
-    def agent_audio(self, at_sample: int, pcm: NDArray[np.int16]) -> None: ...
-    def agent_cleared(self, at_sample: int) -> None: ...
-    def transcript(self, side: Any, text: str, at_sample: int) -> None: ...
-    def tool_call(
-        self,
-        call_id: str,
-        name: str,
-        args: Mapping[str, Any],
-        result: Mapping[str, Any],
-        ok: bool,
-        duration_s: float,
-        at_sample: int,
-    ) -> None: ...
-    def interruption(self, at_sample: int) -> None: ...
-    def reconnect(self, at_sample: int, reason: str) -> None: ...
-    def usage(self, mapping: Mapping[str, int]) -> None: ...
-    def dtmf(self, digit: str, at_sample: int) -> None: ...
-    def note(self, kind: str, detail: str, at_sample: int) -> None: ...
-
-
-class ToolRunner(Protocol):
-    """Runs the model's tool calls as tasks; results come back through `on_result`."""
-
-    def start(self, call_id: str, name: str, args: Mapping[str, Any]) -> None: ...
-    def cancel(self, call_ids: tuple[str, ...]) -> None: ...
-    async def aclose(self) -> None: ...
-
-
-class BridgeMetrics(Protocol):
-    def caller_to_model(self, seconds: float) -> None: ...
-    def model_to_caller(self, seconds: float) -> None: ...
-    def interrupted(self, clear_delay_s: float) -> None: ...
-    def response_latency(self, seconds: float) -> None: ...
-    def reconnected(self) -> None: ...
-
-
-@dataclass
-class BridgeConfig:
-    greeting: str | None = None
-    max_lead_seconds: float = 0.2
-    hangup_fallback_seconds: float = 10.0
-    # After end_call, how long to wait for the model to start its goodbye.
-    goodbye_grace_seconds: float = 1.5
-    max_reconnects: int = 3
-    input_pause_seconds: float = 1.0
-
-
-@dataclass
-class _Exit:
-    """A pending hang-up or transfer: performed once the goodbye has been heard."""
-
-    reason: EndReason
-    requested_at: float
-    transfer_to: str | None = None
-    announcement: str | None = None
-    mark: str | None = None
-    immediate: bool = False  # no grace for the model to start a goodbye
-
-
-class _AudioBatch:
-    """Caller audio for the recorder, handed over in runs of contiguous frames.
-
-    Each hand-over wakes the recorder's writer thread; at one per 20 ms frame per call,
-    those wake-ups (and the GIL switches they force on the event loop) cost more than
-    the recording itself. Placement is by position, so the file is the same; commits
-    (driven by the caller's position) just happen up to one batch later.
-    """
-
-    __slots__ = ("_limit", "_next", "_parts", "_place", "_start")
-
-    def __init__(self, place: Callable[[int, NDArray[np.int16]], None], frames: int) -> None:
-        self._place = place
-        self._limit = frames
-        self._parts: list[NDArray[np.int16]] = []
-        self._start = 0
-        self._next = 0
-
-    def add(self, at_sample: int, pcm: NDArray[np.int16]) -> None:
-        if self._parts and at_sample != self._next:
-            self.flush()
-        if not self._parts:
-            self._start = at_sample
-        self._parts.append(pcm)
-        self._next = at_sample + pcm.size
-        if len(self._parts) >= self._limit:
-            self.flush()
-
-    def flush(self) -> None:
-        parts, self._parts = self._parts, []
-        if parts:
-            self._place(self._start, parts[0] if len(parts) == 1 else np.concatenate(parts))
-
-
 RECORDER_BATCH_FRAMES = 10  # 200 ms: well inside the recorder's 0.5 s flush interval
-# Agent audio is handed over once per send burst (flushed before `_send_ready_frames`
-# returns); a burst is at most the 200 ms playout lead, so this limit is only a cap.
-AGENT_BATCH_FRAMES = 50
+WATCHDOG_TICK_S = 0.25  # input-pause and goodbye-grace resolution
+APOLOGY_FALLBACK_S = 3.0  # after the apology clip: hang up even without the mark's echo
 
 
 class CallBridge:
@@ -211,12 +77,9 @@ class CallBridge:
         self._sink = sink
         self._config = config
         self._recorder = recorder
-        self._caller_rec: _AudioBatch | None = None
+        self._caller_rec: AudioBatch | None = None
         if recorder is not None:
-            self._caller_rec = _AudioBatch(recorder.caller_audio, RECORDER_BATCH_FRAMES)
-        self._agent_rec: _AudioBatch | None = None
-        if recorder is not None:
-            self._agent_rec = _AudioBatch(recorder.agent_audio, AGENT_BATCH_FRAMES)
+            self._caller_rec = AudioBatch(recorder.caller_audio, RECORDER_BATCH_FRAMES)
         self._metrics = metrics
         self._apology = apology
         self._rest_hangup = hangup
@@ -232,34 +95,35 @@ class CallBridge:
             connector, first=prewarmed, max_reconnects=config.max_reconnects, log=self._log
         )
         self.tools: ToolRunner | None = None
+        self.stats = CallStats()
+        self.policy = CallPolicy(
+            goodbye_grace_s=config.goodbye_grace_seconds,
+            fallback_s=config.hangup_fallback_seconds,
+            input_pause_s=config.input_pause_seconds,
+        )
         self.playout = Playout(max_lead_samples=int(config.max_lead_seconds * RATE))
-        self._inbound = inbound_resampler()
-        self._outbound = outbound_resampler()
-        self._send_lock = asyncio.Lock()
-        self._audio_ready = asyncio.Event()
         self._wake_watchdog = asyncio.Event()
+        self.outbound = Outbound(
+            sink,
+            call.stream_sid,
+            self.playout,
+            self.now_sample,
+            policy=self.policy,
+            stats=self.stats,
+            recorder=recorder,
+            metrics=metrics,
+            flush_caller=self._flush_recording,
+            wake_watchdog=self._wake_watchdog.set,
+            log=self._log,
+        )
+        self._to_live = inbound_resampler()
+        self._to_caller = outbound_resampler()
         self._started = clock()
-        self._model_in_turn = False
-        self._last_agent_audio = 0.0
-        self._turn_mark_wanted = False
-        self._exit: _Exit | None = None
-        self._closing = False
-        self._caller_speech_end: float | None = None
-        self._awaiting_response = False
-        self._last_frame_at: float | None = None
-        self._stream_end_sent = False
         self._received_at: Callable[[], float] = time.perf_counter
         self.end_reason: EndReason | None = None
-        self.stats: dict[str, Any] = {
-            "frames_in": 0,
-            "frames_out": 0,
-            "interruptions": 0,
-            "reconnects": 0,
-            "first_agent_audio_s": None,
-        }
 
-    # --- clock -----------------------------------------------------------------
     def now_sample(self) -> int:
+        """The call clock: samples at 8 kHz since the bridge was made."""
         return int((self._clock() - self._started) * RATE)
 
     # --- lifecycle -------------------------------------------------------------
@@ -284,11 +148,11 @@ class CallBridge:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._inbound_pump(inbound))
                 group.create_task(self._live_pump())
-                group.create_task(self._sender())
+                group.create_task(self.outbound.run())
                 group.create_task(self._watchdog())
-            reason = EndReason.ERROR  # unreachable: every pump ends the call by raising
+            reason = EndReason.ERROR  # unreachable: the pumps end the call by raising
         except* CallEnded as ended:
-            reason = _first_reason(ended)
+            reason = first_reason(ended)
         except* Exception as failed:
             reason = EndReason.ERROR
             for exc in failed.exceptions:
@@ -301,9 +165,9 @@ class CallBridge:
     async def _shutdown(self) -> None:
         self._flush_recording()
         if self.tools is not None:
-            with contextlib.suppress(Exception):
+            with suppress_logged(self._log, "bridge.shutdown_failed", step="tools"):
                 await self.tools.aclose()
-        with contextlib.suppress(Exception):
+        with suppress_logged(self._log, "bridge.shutdown_failed", step="live"):
             await self.link.close()
 
     def _flush_recording(self) -> None:
@@ -313,7 +177,7 @@ class CallBridge:
     async def end(self, reason: EndReason) -> None:
         """Close the stream from our side: Twilio moves on to `<Hangup/>`."""
         self._log.info("call.ending", reason=reason.value)
-        with contextlib.suppress(Exception):
+        with suppress_logged(self._log, "call.close_failed"):
             await self._sink.close(1000, reason.value)
         raise CallEnded(reason)
 
@@ -338,26 +202,19 @@ class CallBridge:
         # Bridge-added latency, caller -> model: frame off the Twilio socket -> its audio
         # handed to the Live socket (the SDK's serialisation and the write included).
         received = self._received_at()
-        self.stats["frames_in"] += 1
+        self.stats.frames_in += 1
         pcm8 = ulaw_to_pcm16(message.payload)
         if self._caller_rec is not None:
             self._caller_rec.add(message.timestamp * RATE // 1000, pcm8)
-        self._track_caller_speech(pcm8)
-        pcm16 = self._inbound.process(pcm8)
-        await self.link.send_audio(pcm16.tobytes())
-        self._last_frame_at = self._clock()
-        self._stream_end_sent = False
-        if self._metrics:
-            self._metrics.caller_to_model(time.perf_counter() - received)
-
-    def _track_caller_speech(self, pcm8: NDArray[np.int16]) -> None:
         # A crude energy gate, only for the response-latency figure (end of caller
         # speech -> first agent audio); the model does its own voice detection.
         # mean(|x|) > 300, in integers (exact, and without np.mean's per-call overhead).
         loud = pcm8.size > 0 and int(np.abs(pcm8).sum()) > 300 * pcm8.size
-        if loud:
-            self._caller_speech_end = self._clock()
-            self._awaiting_response = True
+        self.policy.caller_frame(self._clock(), loud)
+        pcm16 = self._to_live.process(pcm8)
+        await self.link.send_audio(pcm16.tobytes())
+        if self._metrics:
+            self._metrics.caller_to_model(time.perf_counter() - received)
 
     # --- model -> caller -------------------------------------------------------
     async def _live_pump(self) -> None:
@@ -365,12 +222,12 @@ class CallBridge:
             await self.link.open()
         except LiveSetupError as exc:
             self._log.error("live.setup_failed", cause=str(exc))
-            await self._apologise_and_end("live_setup_failed")
+            await self._apologise("live_setup_failed")
             return
-        self._log.info(
-            "live.connected",
-            setup_s=round(self.link.session.info.setup_seconds, 3) if self.link.session else None,
-        )
+        setup_s = self.link.session.info.setup_seconds if self.link.session else None
+        self._log.info("live.connected", setup_s=None if setup_s is None else round(setup_s, 3))
+        if setup_s is not None and self._metrics and not self.prewarmed:
+            self._metrics.live_setup(setup_s)  # a pre-warmed one was counted by the pool
         if self._config.greeting and not self.prewarmed:
             await self.link.send_text(self._config.greeting)
         try:
@@ -378,29 +235,31 @@ class CallBridge:
                 await self._on_event(event)
         except LiveClosedError as exc:
             self._log.error("live.lost", cause=str(exc))
-            await self._apologise_and_end("live_lost")
+            await self._apologise("live_lost")
 
     async def _on_event(self, event: Any) -> None:
         match event:
+            # Both may wake the writer: yield to it once, so the first frames of a turn
+            # (or the clear) leave before more buffered Live events are processed.
             case AgentAudio():
-                await self._on_agent_audio(event)
+                if self._on_agent_audio(event):
+                    await asyncio.sleep(0)
             case Interrupted():
-                await self._on_interrupted()
+                if self._on_interrupted():
+                    await asyncio.sleep(0)
             case TurnComplete() | GenerationComplete():
                 if isinstance(event, TurnComplete):
-                    self._model_in_turn = False
+                    self.policy.turn_complete()
+                else:
+                    self.policy.generation_complete()
                 self.playout.flush_partial()
-                self._turn_mark_wanted = True
-                self._audio_ready.set()
+                self.outbound.kick()  # the padded last frame; the turn mark once played
                 self._wake_watchdog.set()
-            case CallerTranscript(text=text):
-                self._log.info("transcript.caller", text=text)
+            case CallerTranscript(text=text) | AgentTranscript(text=text):
+                side = "caller" if isinstance(event, CallerTranscript) else "agent"
+                self._log.info(f"transcript.{side}", text=text)
                 if self._recorder:
-                    self._recorder.transcript("caller", text, self.now_sample())
-            case AgentTranscript(text=text):
-                self._log.info("transcript.agent", text=text)
-                if self._recorder:
-                    self._recorder.transcript("agent", text, self.now_sample())
+                    self._recorder.transcript(side, text, self.now_sample())
             case ToolCall():
                 self._log.info("tool.call", tool=event.name, call_id=event.call_id)
                 if self.tools is None:
@@ -415,136 +274,62 @@ class CallBridge:
                     self.tools.cancel(ids)
             case Usage():
                 if self._recorder:
-                    self._recorder.usage(
-                        {
-                            "prompt_tokens": event.prompt_tokens,
-                            "response_tokens": event.response_tokens,
-                            "total_tokens": event.total_tokens,
-                        }
-                    )
+                    self._recorder.usage(dataclasses.asdict(event))
             case Reconnected():
-                self.stats["reconnects"] += 1
-                self._model_in_turn = False
+                self.stats.reconnects += 1
+                self.policy.reconnected()
                 if self._recorder:
                     self._recorder.reconnect(self.now_sample(), event.reason)
                 if self._metrics:
                     self._metrics.reconnected()
+                    self._metrics.live_setup(event.setup_seconds)
             case GoAway() | ResumptionUpdate():
                 pass
 
-    async def _on_agent_audio(self, event: AgentAudio) -> None:
-        if self._closing:
-            return  # a notice is playing; the call is ending
+    def _on_agent_audio(self, event: AgentAudio) -> bool:
+        """Queue the chunk; True when it woke the writer (the queue was empty)."""
+        if self.policy.closing:
+            return False  # a notice is playing; the call is ending
         received = time.perf_counter()
-        self._model_in_turn = True
-        self._last_agent_audio = self._clock()
+        now = self._clock()
         pcm24 = np.frombuffer(event.pcm[: len(event.pcm) // 2 * 2], dtype="<i2").astype(np.int16)
         if event.rate != 24000:
             self._log.warning("live.unexpected_rate", rate=event.rate)
-        pcm8 = self._outbound.process(pcm24)
+        pcm8 = self._to_caller.process(pcm24)
         was_empty = not self.playout.has_frame()
         self.playout.push(pcm8)
-        if self._awaiting_response and self._caller_speech_end is not None:
-            self._awaiting_response = False
-            if self._metrics:
-                self._metrics.response_latency(self._clock() - self._caller_speech_end)
-        if self.stats["first_agent_audio_s"] is None:
-            self.stats["first_agent_audio_s"] = self._clock() - self._started
+        latency = self.policy.agent_audio(now)
+        if latency is not None and self._metrics:
+            self._metrics.response_latency(latency)
+        if self.stats.first_agent_audio_s is None:
+            self.stats.first_agent_audio_s = now - self._started
         if was_empty:
-            # Bridge-added latency, model -> caller: the SDK's event in hand -> the chunk's
-            # frames (as many as pacing allows) written to Twilio. Only chunks that pacing
-            # lets out at once are timed: a chunk queued behind audio still ahead of
-            # playback waits on purpose (it would otherwise wait in Twilio's buffer), and
-            # that wait is not bridge latency (late frames show up as caller underruns).
-            sent = await self._send_ready_frames()
-            if sent and self._metrics:
-                self._metrics.model_to_caller(time.perf_counter() - received)
-        self._audio_ready.set()
+            self.outbound.audio_queued(received)
+        return was_empty
 
-    async def _on_interrupted(self) -> None:
-        if self._closing:
-            return  # the clip playing is our notice, not the model's turn: it plays out
+    def _on_interrupted(self) -> bool:
+        """Clear the agent's audio; True when a clear was queued."""
         received = time.perf_counter()
-        self.stats["interruptions"] += 1
-        self._model_in_turn = False
-        async with self._send_lock:
-            stopped_at = self.playout.clear(self.now_sample())
-            self._outbound.reset()
-            self._turn_mark_wanted = False
-            await self._sink.send_text(clear_message(self.call.stream_sid))
-        self._log.info("agent.interrupted")
-        if self._metrics:
-            self._metrics.interrupted(time.perf_counter() - received)
-        if self._recorder:
-            self._flush_recording()  # the caller's position as of the clear goes first
-            self._recorder.agent_cleared(stopped_at)
-            self._recorder.interruption(stopped_at)
-        if self._exit is not None and not self._exit.immediate:
+        barge_in = self.policy.interrupted()
+        if barge_in is None:
+            return False  # the clip playing is our notice, not the model's turn: it plays out
+        self.stats.interruptions += 1
+        stopped_at = self.playout.clear(self.now_sample())
+        self._to_caller.reset()
+        self.outbound.clear(stopped_at, received)
+        if barge_in.cancelled_exit is not None:
             # The caller talked over the goodbye: the conversation goes on.
-            self._log.info("call.exit_cancelled", reason=self._exit.reason.value)
-            self._exit = None
-
-    # --- sender ----------------------------------------------------------------
-    async def _sender(self) -> None:
-        while True:
-            await self._audio_ready.wait()
-            self._audio_ready.clear()
-            # Drain the queue at the pacing rate. Time passes while a burst is sent, so
-            # frames may be due again at once: keep going until none is queued, never
-            # rely on new audio arriving to wake us (a notice or a last turn gets none).
-            while self.playout.has_frame():
-                await self._send_ready_frames()
-                wait = self.playout.wait_samples(self.now_sample())
-                if self.playout.has_frame() and wait:
-                    await asyncio.sleep(wait / RATE)
-
-    async def _send_ready_frames(self) -> int:
-        """Send what the pacing budget allows now (normally one message of whole
-        frames, see `Playout`), then any due marks. Returns the frames sent."""
-        sent = 0
-        async with self._send_lock:
-            try:
-                while (burst := self.playout.next_burst(self.now_sample())) is not None:
-                    payload = pcm16_to_ulaw(burst.pcm)
-                    await self._sink.send_text(media_message(self.call.stream_sid, payload))
-                    if self._agent_rec is not None:
-                        self._agent_rec.add(burst.start_sample, burst.pcm)
-                    sent += burst.pcm.size // FRAME_SAMPLES
-                    if self.playout.progress_mark_due():
-                        await self._send_mark("progress")
-            finally:
-                # One hand-over per send burst, not per message. Never later than
-                # the burst: the recorder commits agent audio once the
-                # caller's position passes it, so it must arrive ahead of that.
-                if self._agent_rec is not None:
-                    self._agent_rec.flush()
-            if not self.playout.has_frame() and self._turn_mark_wanted:
-                self._turn_mark_wanted = False
-                await self._send_mark("turn")
-        self.stats["frames_out"] += sent
-        if sent or self._exit is not None:
-            self._wake_watchdog.set()
-        return sent
-
-    async def _send_mark(self, purpose: str) -> str:
-        mark = self.playout.new_mark(purpose)
-        await self._sink.send_text(mark_message(self.call.stream_sid, mark.name))
-        return mark.name
+            reason = barge_in.cancelled_exit.reason.value
+            self._log.info("call.exit_cancelled", reason=reason)
+        return True
 
     async def _on_mark(self, name: str) -> None:
         mark, played = self.playout.mark_echoed(name)
+        pending = self.policy.mark_echoed(name, played)
         if name.startswith("exit"):
-            self._log.debug(
-                "call.exit_mark_echoed",
-                mark=name,
-                played=played,
-                waiting_for=self._exit.mark if self._exit else None,
-            )
-        if self._exit is not None and self._exit.mark == name:
-            if played:
-                await self._perform_exit(self._exit)
-            else:
-                self._exit.mark = None
+            self._log.debug("call.exit_mark_echoed", mark=name, played=played)
+        if pending is not None:
+            await self._perform_exit(pending)
         elif mark is None and not played:
             self._log.debug("mark.discarded", mark=name)
 
@@ -553,50 +338,34 @@ class CallBridge:
         self, reason: EndReason, transfer_to: str | None = None, announcement: str | None = None
     ) -> None:
         """Called by `end_call`/`transfer_call`: act once the goodbye has been heard."""
-        self._exit = _Exit(reason, self._clock(), transfer_to, announcement)
-        self._log.info("call.exit_requested", reason=reason.value)
+        if self.policy.request_exit(reason, self._clock(), transfer_to, announcement):
+            self._log.info("call.exit_requested", reason=reason.value)
         self._wake_watchdog.set()
 
     async def _watchdog(self) -> None:
-        """Watches a pending exit: sends its mark once playback is idle; the fallback."""
+        """Ticks the policy: input pauses, the exit mark once playback is idle, the fallback."""
         while True:
+            timeout = WATCHDOG_TICK_S
+            deadline = self.policy.next_deadline()
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - self._clock()) + 0.001)
             try:
-                async with asyncio.timeout(0.25):
+                async with asyncio.timeout(timeout):
                     await self._wake_watchdog.wait()
             except TimeoutError:
                 pass
             self._wake_watchdog.clear()
-            await self._check_input_pause()
-            pending = self._exit
-            if pending is None:
-                continue
-            now = self._clock()
-            if now - pending.requested_at > self._config.hangup_fallback_seconds:
-                self._log.warning("call.exit_fallback", reason=pending.reason.value)
-                await self._perform_exit(pending)
-            if pending.mark is not None or self._model_in_turn or self.playout.has_frame():
-                continue
-            quiet_since = max(pending.requested_at, self._last_agent_audio)
-            if not pending.immediate and now - quiet_since < self._config.goodbye_grace_seconds:
-                continue
-            async with self._send_lock:
-                # Note the mark before sending it: with playback idle, the echo comes
-                # back at once and may be handled before the send returns.
-                mark = self.playout.new_mark("exit")
-                pending.mark = mark.name
-                await self._sink.send_text(mark_message(self.call.stream_sid, mark.name))
-            self._log.debug("call.exit_mark_sent", mark=mark.name)
+            for action in self.policy.tick(self._clock(), self.playout.has_frame()):
+                if action is Action.END_INPUT:
+                    await self.link.send_audio_stream_end()
+                elif action is Action.SEND_EXIT_MARK:
+                    # Noted before it is sent: with playback idle, the echo comes back at once.
+                    self.policy.exit_mark_sent(self.outbound.mark("exit"))
+                elif action is Action.EXIT_FALLBACK and self.policy.exit is not None:
+                    self._log.warning("call.exit_fallback", reason=self.policy.exit.reason.value)
+                    await self._perform_exit(self.policy.exit)
 
-    async def _check_input_pause(self) -> None:
-        # Under automatic VAD the model should hear that input paused (> ~1 s without
-        # frames, e.g. a stalled stream), or it may wait for more speech.
-        if self._last_frame_at is None or self._stream_end_sent:
-            return
-        if self._clock() - self._last_frame_at > self._config.input_pause_seconds:
-            self._stream_end_sent = True
-            await self.link.send_audio_stream_end()
-
-    async def _perform_exit(self, pending: _Exit) -> None:
+    async def _perform_exit(self, pending: Exit) -> None:
         if pending.reason is EndReason.TRANSFERRED and pending.transfer_to:
             if self._rest_transfer is not None:
                 try:
@@ -616,48 +385,38 @@ class CallBridge:
         await self.end(pending.reason)
 
     # --- failure ---------------------------------------------------------------
-    async def _apologise_and_end(self, cause: str) -> None:
+    async def _apologise(self, cause: str) -> None:
         """The agent can no longer help: play the bundled apology, then hang up."""
         if self._recorder:
             self._recorder.note("live_failure", cause, self.now_sample())
-        await self.say_and_end(self._apology, EndReason.LIVE_FAILED)
         # The exit mark's echo ends the call; this is the fallback if it never comes.
         clip_seconds = 0 if self._apology is None else self._apology.size / RATE
-        await asyncio.sleep(clip_seconds + 3.0)
-        await self.end(EndReason.LIVE_FAILED)
+        fallback = min(self._config.hangup_fallback_seconds, clip_seconds + APOLOGY_FALLBACK_S)
+        self._notice(self._apology, EndReason.LIVE_FAILED, fallback)
 
     async def say_and_end(self, clip: NDArray[np.int16] | None, reason: EndReason) -> None:
         """Stop the agent, play `clip` to the caller, then end the call with `reason`.
 
-        Used for the apology and for the drain notice at shutdown; may be called from
-        another task (the drain), so it only queues work for the bridge's own tasks.
+        Used for the drain notice at shutdown; may be called from another task (the
+        drain), so it only changes state and queues work for the bridge's own tasks.
         """
-        self._closing = True
-        async with self._send_lock:
-            if self.playout.queued_samples or self.playout.playing_until() > self.now_sample():
-                stopped_at = self.playout.clear(self.now_sample())
-                self._outbound.reset()
-                await self._sink.send_text(clear_message(self.call.stream_sid))
-                if self._recorder:
-                    self._flush_recording()
-                    self._recorder.agent_cleared(stopped_at)
-        self._model_in_turn = False
+        self._notice(clip, reason, None)
+
+    def _notice(
+        self, clip: NDArray[np.int16] | None, reason: EndReason, fallback: float | None
+    ) -> None:
+        if not self.policy.notice_started(reason, self._clock(), fallback):
+            return  # the call has ended already
+        now = self.now_sample()
+        if self.playout.queued_samples or self.playout.playing_until() > now:
+            self.outbound.clear(self.playout.clear(now), None)
+            self._to_caller.reset()
         if clip is not None and clip.size:
             self.playout.push(clip)
             self.playout.flush_partial()
-            self._audio_ready.set()
-        self._exit = _Exit(reason, self._clock(), immediate=True)
+            self.outbound.kick()
         self._wake_watchdog.set()
 
     # --- tools -----------------------------------------------------------------
     async def deliver_tool_result(self, response: ToolResponse) -> None:
         await self.link.send_tool_responses([response])
-
-
-def _first_reason(group: BaseExceptionGroup[CallEnded]) -> EndReason:
-    for exc in group.exceptions:
-        if isinstance(exc, CallEnded):
-            return exc.reason
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_reason(exc)
-    return EndReason.ERROR

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from starlette.applications import Starlette
 
 from app.assets import load_clip_8k
-from app.call.bridge import EndReason
+from app.call.info import EndReason
 from app.call.playout import RATE
 from app.services import Services
 

@@ -10,6 +10,7 @@ instance) is closed after `timeout` seconds.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -20,8 +21,16 @@ log = structlog.get_logger()
 
 
 class PrewarmPool:
-    def __init__(self, connector: LiveConnector, *, timeout: float, greeting: str | None) -> None:
+    def __init__(
+        self,
+        connector: LiveConnector,
+        *,
+        timeout: float,
+        greeting: str | None,
+        on_setup: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         self._connector = connector
+        self._on_setup = on_setup  # Live setup time of every session opened (a metric)
         self._timeout = timeout
         self._greeting = greeting
         self._pending: dict[str, asyncio.Task[LiveSession]] = {}
@@ -54,6 +63,7 @@ class PrewarmPool:
 
     async def _open(self) -> LiveSession:
         session = await self._connector.connect()
+        self._on_setup(session.info.setup_seconds)
         if self._greeting:
             await session.send_text(self._greeting)
         return session

@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.call.state_memory import MemoryStateStore, check_sid, copy_value, encode_value
 from app.errors import StateStoreError
 from app.settings import Settings
 from tools.context import StateStore
@@ -43,101 +44,9 @@ log = structlog.get_logger("voicebot.state")
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def _encode(key: str, value: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise StateStoreError(f"state keys are non-empty strings, got {key!r}")
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StateStoreError(f"state value for {key!r} is not JSON: {exc}") from None
-
-
-def _check_sid(call_sid: str) -> None:
-    if not isinstance(call_sid, str) or not call_sid:
-        raise StateStoreError(f"call sid must be a non-empty string, got {call_sid!r}")
-
-
 def _misuse(call_sid: str, exc: RedisError) -> StateStoreError:
     # Redis answered but refused (e.g. the key holds another type): not an outage.
     return StateStoreError(f"Redis refused the state operation for {call_sid}: {exc}")
-
-
-def _copy(value: Any) -> Any:
-    # A JSON round trip: callers never share mutable objects with the store.
-    return json.loads(json.dumps(value))
-
-
-class MemoryStateStore:
-    """State held in this process: for development and single-instance deployments."""
-
-    def __init__(self, ttl_seconds: float | None = None) -> None:
-        self._ttl = ttl_seconds
-        self._data: dict[str, dict[str, str]] = {}
-        self._expires: dict[str, float] = {}
-        self._lock = asyncio.Lock()
-
-    async def load(self, call_sid: str) -> dict[str, Any]:
-        _check_sid(call_sid)
-        async with self._lock:
-            return {k: json.loads(v) for k, v in self._fields(call_sid).items()}
-
-    async def set_fields(self, call_sid: str, mapping: Mapping[str, Any]) -> None:
-        _check_sid(call_sid)
-        encoded = {k: _encode(k, v) for k, v in mapping.items()}
-        async with self._lock:
-            self._fields(call_sid).update(encoded)
-            self._touch(call_sid)
-
-    async def update_field(
-        self, call_sid: str, key: str, fn: Callable[[Any], Any], *, default: Any = None
-    ) -> Any:
-        _check_sid(call_sid)
-        async with self._lock:
-            fields = self._fields(call_sid)
-            current = json.loads(fields[key]) if key in fields else _copy(default)
-            new = fn(current)
-            fields[key] = _encode(key, new)
-            self._touch(call_sid)
-            return _copy(new)
-
-    async def seed(self, call_sid: str, facts: Mapping[str, Any]) -> None:
-        _check_sid(call_sid)
-        encoded = {k: _encode(k, v) for k, v in facts.items()}
-        async with self._lock:
-            self._purge_expired()
-            fields = self._fields(call_sid)
-            for k, v in encoded.items():
-                fields.setdefault(k, v)
-            self._touch(call_sid)
-
-    async def delete(self, call_sid: str) -> None:
-        async with self._lock:
-            self._data.pop(call_sid, None)
-            self._expires.pop(call_sid, None)
-
-    async def ping(self) -> bool:
-        return True
-
-    async def aclose(self) -> None:
-        return None
-
-    def _fields(self, call_sid: str) -> dict[str, str]:
-        expires = self._expires.get(call_sid)
-        if expires is not None and expires <= time.monotonic():
-            self._data.pop(call_sid, None)
-            self._expires.pop(call_sid, None)
-        return self._data.setdefault(call_sid, {})
-
-    def _touch(self, call_sid: str) -> None:
-        if self._ttl is not None:
-            self._expires[call_sid] = time.monotonic() + self._ttl
-
-    def _purge_expired(self) -> None:
-        # Called at call start, so a long-running process does not keep every call.
-        now = time.monotonic()
-        for sid in [s for s, t in self._expires.items() if t <= now]:
-            self._data.pop(sid, None)
-            self._expires.pop(sid, None)
 
 
 @dataclass
@@ -166,6 +75,7 @@ class RedisStateStore:
         max_backoff: float = 5.0,
         op_timeout: float = 1.0,
         cache_calls: int = 10_000,
+        on_error: Callable[[], None] = lambda: None,  # every failed Redis call (a metric)
     ) -> None:
         # redis-py retries 10 times with exponential backoff by default: an outage
         # would stall every tool for seconds. We try once and do our own retrying.
@@ -187,6 +97,7 @@ class RedisStateStore:
         self._locks: dict[str, asyncio.Lock] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._on_error = on_error
 
     def key(self, call_sid: str) -> str:
         return f"{self._prefix}:call:{call_sid}:state"
@@ -198,13 +109,15 @@ class RedisStateStore:
 
     # --- reads -------------------------------------------------------------------
     async def load(self, call_sid: str) -> dict[str, Any]:
-        _check_sid(call_sid)
+        check_sid(call_sid)
         try:
             raw: dict[str, str] = await self._redis.hgetall(self.key(call_sid))  # type: ignore[assignment]
         except _TRANSIENT as exc:
+            self._on_error()
             log.warning("state.read_fallback", call_sid=call_sid, error=str(exc))
             raw = dict(self._cache.get(call_sid, {}))
         except RedisError as exc:
+            self._on_error()
             raise _misuse(call_sid, exc) from exc
         else:
             pending = self._pending.get(call_sid)
@@ -215,23 +128,25 @@ class RedisStateStore:
 
     # --- writes ------------------------------------------------------------------
     async def set_fields(self, call_sid: str, mapping: Mapping[str, Any]) -> None:
-        _check_sid(call_sid)
-        encoded = {k: _encode(k, v) for k, v in mapping.items()}
+        check_sid(call_sid)
+        encoded = {k: encode_value(k, v) for k, v in mapping.items()}
         if encoded:
             self._remember(call_sid, encoded)
             await self._write(call_sid, _Pending(fields=encoded))
 
     async def seed(self, call_sid: str, facts: Mapping[str, Any]) -> None:
-        _check_sid(call_sid)
-        encoded = {k: _encode(k, v) for k, v in facts.items()}
+        check_sid(call_sid)
+        encoded = {k: encode_value(k, v) for k, v in facts.items()}
         if not encoded:
             return
         if call_sid not in self._pending and call_sid not in self._inflight:
             try:
                 current = await self._seed_in_redis(call_sid, encoded)
             except _TRANSIENT as exc:
+                self._on_error()
                 log.warning("state.write_queued", call_sid=call_sid, op="seed", error=str(exc))
             except RedisError as exc:
+                self._on_error()
                 raise _misuse(call_sid, exc) from exc
             else:
                 self._remember(call_sid, current, replace=True)
@@ -253,7 +168,7 @@ class RedisStateStore:
         return dict(current)
 
     async def delete(self, call_sid: str) -> None:
-        _check_sid(call_sid)
+        check_sid(call_sid)
         self._cache.pop(call_sid, None)
         self._pending.pop(call_sid, None)
         self._locks.pop(call_sid, None)
@@ -262,8 +177,8 @@ class RedisStateStore:
     async def update_field(
         self, call_sid: str, key: str, fn: Callable[[Any], Any], *, default: Any = None
     ) -> Any:
-        _check_sid(call_sid)
-        _encode(key, None)  # check the key before touching Redis
+        check_sid(call_sid)
+        encode_value(key, None)  # check the key before touching Redis
         # The local lock makes updates from this process queue up instead of fighting
         # over WATCH; WATCH still guards against other instances.
         async with self._call_lock(call_sid):
@@ -271,15 +186,17 @@ class RedisStateStore:
                 try:
                     return await self._update_in_redis(call_sid, key, fn, default)
                 except _TRANSIENT as exc:
+                    self._on_error()
                     log.warning(
                         "state.write_queued", call_sid=call_sid, op="update", error=str(exc)
                     )
                 except RedisError as exc:
+                    self._on_error()
                     raise _misuse(call_sid, exc) from exc
             # Redis is away: atomic within this process only, from the last known value.
             raw = self._cache.get(call_sid, {}).get(key)
-            new = fn(json.loads(raw) if raw is not None else _copy(default))
-            encoded = _encode(key, new)
+            new = fn(json.loads(raw) if raw is not None else copy_value(default))
+            encoded = encode_value(key, new)
             self._remember(call_sid, {key: encoded})
             self._queue(call_sid, _Pending(fields={key: encoded}))
             return json.loads(encoded)
@@ -293,8 +210,8 @@ class RedisStateStore:
                 try:
                     await pipe.watch(name)
                     raw = await pipe.hget(name, key)
-                    new = fn(json.loads(raw) if raw is not None else _copy(default))
-                    encoded = _encode(key, new)
+                    new = fn(json.loads(raw) if raw is not None else copy_value(default))
+                    encoded = encode_value(key, new)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.hset(name, key, encoded)
                     pipe.expire(name, self._ttl)
@@ -315,9 +232,11 @@ class RedisStateStore:
         try:
             await self._apply(call_sid, op)
         except _TRANSIENT as exc:
+            self._on_error()
             log.warning("state.write_queued", call_sid=call_sid, error=str(exc))
             self._queue(call_sid, op)
         except RedisError as exc:
+            self._on_error()
             raise _misuse(call_sid, exc) from exc
 
     async def _apply(self, call_sid: str, op: _Pending) -> None:
@@ -353,12 +272,14 @@ class RedisStateStore:
         try:
             await self._apply(call_sid, op)
         except _TRANSIENT:
+            self._on_error()
             newer = self._pending.pop(call_sid, None)
             if newer is not None:
                 op.merge(newer)
             self._pending[call_sid] = op
             return False
         except RedisError:
+            self._on_error()
             # Not an outage (e.g. the key holds another type): retrying cannot help.
             log.exception("state.writes_dropped", call_sid=call_sid, fields=sorted(op.fields))
         finally:
@@ -410,6 +331,7 @@ class RedisStateStore:
         try:
             return bool(await self._redis.ping())
         except (RedisError, OSError):
+            self._on_error()
             return False
 
     async def flush(self, within: float) -> bool:
@@ -427,8 +349,12 @@ class RedisStateStore:
         await self._redis.aclose()
 
 
-def make_state_store(settings: Settings) -> StateStore:
+def make_state_store(
+    settings: Settings, *, on_redis_error: Callable[[], None] = lambda: None
+) -> StateStore:
     """Redis when `REDIS_URL` is set, else memory (state then lives and dies with the process)."""
     if settings.redis_url:
-        return RedisStateStore(settings.redis_url, settings.state_ttl_seconds)
+        return RedisStateStore(
+            settings.redis_url, settings.state_ttl_seconds, on_error=on_redis_error
+        )
     return MemoryStateStore(ttl_seconds=settings.state_ttl_seconds)

@@ -2,7 +2,7 @@
 
 Checks the signed upgrade and the stream token before any audio flows (close 1008),
 parses frames (a bad frame is logged and skipped; a flood closes with 1007), and hands
-the call to its `CallBridge`.
+the call to `app.call.assembly.run_call`: this module owns only the socket.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from typing import Any
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from app.call.assembly import build_bridge, finish_call
-from app.call.bridge import CallBridge, CallEnded, CallInfo, EndReason
+from app.call.assembly import call_info_from_start, run_call
+from app.call.info import CallEnded, EndReason
 from app.errors import SignatureError
 from app.logs import bind_call
-from app.recording import CallRecorder
 from app.services import Services
 from app.twilio.public_url import public_base
 from app.twilio.stream_tokens import CALL_SID_PARAM, TOKEN_PARAM
@@ -164,7 +163,19 @@ async def media_endpoint(ws: WebSocket) -> None:
     reader.stream_sid = start.stream_sid
     # Every log line of this call's task (and the tasks it starts) carries its ids.
     bind_call(start.call_sid, start.stream_sid)
-    await run_call(services, ws, reader, start, bound)
+    try:
+        await run_call(
+            services,
+            call_info_from_start(start),
+            StreamSink(ws),
+            reader.messages(),
+            log=bound,
+            received_at=lambda: reader.received_at,
+        )
+    finally:
+        # Last: the stream closes only once the call is fully wound down (recording
+        # closed), so whoever watches the socket sees a finished call.
+        await StreamSink(ws).close(reader.close_code, reader.close_reason)
 
 
 async def _check_token(services: Services, start: Start) -> None:
@@ -172,44 +183,3 @@ async def _check_token(services: Services, start: Start) -> None:
     if params.get(CALL_SID_PARAM) != start.call_sid:
         raise SignatureError("stream parameters do not belong to this call")
     await services.stream_tokens.redeem(start.call_sid, params.get(TOKEN_PARAM))
-
-
-async def run_call(
-    services: Services, ws: WebSocket, reader: FrameReader, start: Start, bound: Any
-) -> EndReason:
-    call = CallInfo(
-        call_sid=start.call_sid,
-        stream_sid=start.stream_sid,
-        account_sid=start.account_sid,
-        from_number=start.custom_parameters.get("from", ""),
-        to_number=start.custom_parameters.get("to", ""),
-        parameters={k: v for k, v in start.custom_parameters.items() if k != TOKEN_PARAM},
-    )
-    settings = services.settings
-    recorder = CallRecorder(
-        settings.recordings_dir,
-        call.call_sid,
-        meta={
-            "stream_sid": call.stream_sid,
-            "from": call.from_number,
-            "to": call.to_number,
-            "model": settings.gemini_model,
-            "voice": settings.gemini_voice,
-        },
-    )
-    bridge: CallBridge = await build_bridge(services, call, StreamSink(ws), bound, recorder)
-    bound.info("call.started", prewarmed=bridge.prewarmed)
-    reason = EndReason.ERROR
-    try:
-        reason = await bridge.run(reader.messages(), received_at=lambda: reader.received_at)
-    finally:
-        # When cancelled (the drain's last resort), `run` raised but recorded why.
-        reason = bridge.end_reason or reason
-        recorder.advance(bridge.now_sample())
-        result = await recorder.aclose(reason.value)
-        bound.info("call.recorded", wav=str(result.wav_path), error=result.error)
-        await finish_call(services, bridge, reason, bound)
-        # Last: the stream closes only once the call is fully wound down (recording
-        # closed), so whoever watches the socket sees a finished call.
-        await StreamSink(ws).close(reader.close_code, reader.close_reason)
-    return reason

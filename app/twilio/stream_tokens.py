@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -61,9 +62,10 @@ class RedisUsedTokens:
     only the token's short TTL and its binding to the call sid remain).
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, on_error: Callable[[], None] = lambda: None) -> None:
         self._redis = redis
         self._fallback = MemoryUsedTokens()
+        self._on_error = on_error  # every failed Redis call (a metric)
 
     async def claim(self, token_id: str, ttl_seconds: float) -> bool:
         if not await self._fallback.claim(token_id, ttl_seconds):
@@ -73,6 +75,7 @@ class RedisUsedTokens:
                 f"voicebot:stream-token:{token_id}", "1", nx=True, ex=max(1, int(ttl_seconds) + 1)
             )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._on_error()
             log.warning("stream_token.redis_unavailable", error=str(exc))
             return True
         return bool(result)

@@ -74,7 +74,7 @@ def test_bridge_latency_is_exported_per_direction_from_the_start() -> None:
 
 
 def test_metrics_satisfy_the_bridge_protocol() -> None:
-    from app.call.bridge import BridgeMetrics
+    from app.call.ports import BridgeMetrics
 
     metrics: BridgeMetrics = Metrics()  # mypy checks the structural match
     assert callable(metrics.interrupted)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import io
 import os
 from pathlib import Path
@@ -24,8 +23,8 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
+from app.call.assembly import call_recorders
 from app.dev.fakes.twilio_caller import CallReport
-from app.recording import CallRecorder
 from tests.reliability.conftest import (
     StackFactory,
     eventually,
@@ -123,6 +122,7 @@ async def test_go_away_reconnects_at_the_turn_boundary_unnoticed(stack: StackFac
         record = await wait_for_record(s, report.call_sid)
     assert report.error is None and record["end_reason"] == "caller_hangup"
     assert [r["reason"] for r in record["reconnects"]] == ["goaway"]
+    assert len(report.response_latencies_ms) == 2  # the first utterance and the follow-up
     assert all(latency is not None for latency in report.response_latencies_ms)
     assert report.clears == 0  # nothing the caller heard was cut
     assert_saved(s, record)
@@ -227,6 +227,7 @@ async def test_redis_killed_mid_call_and_restarted_loses_nothing(
     assert private_redis.running
     assert report.error is None and record["end_reason"] == "caller_hangup"
     assert [(c.name, c.passed) for c in checks] == [("book_appointment", True)]
+    assert len(report.response_latencies_ms) == 2  # the first utterance and the follow-up
     assert all(latency is not None for latency in report.response_latencies_ms)
     client = redis.Redis.from_url(private_redis.url, decode_responses=True)
     try:
@@ -251,7 +252,8 @@ async def test_a_call_placed_while_redis_is_down_is_served(
         checks = [c for r in s.fake.sessions for c in r.tool_checks]
     assert report.error is None and record["end_reason"] == "caller_hangup"
     assert [(c.name, c.passed) for c in checks] == [("book_appointment", True)]
-    assert report.response_latencies_ms[0] is not None
+    [latency] = report.response_latencies_ms
+    assert latency is not None
     assert_saved(s, record)
 
 
@@ -291,6 +293,7 @@ async def test_a_tool_that_raises_or_hangs_becomes_an_error_and_the_call_goes_on
     assert checks == [("explode", True), ("hang", True)]
     assert report.call_sid in hang_cancelled  # the hung tool was cancelled, not left running
     assert report.error is None and record["end_reason"] == "caller_hangup"
+    assert len(report.response_latencies_ms) == 2  # the first utterance and the follow-up
     assert all(latency is not None for latency in report.response_latencies_ms)
     assert [(t["name"], t["ok"]) for t in record["tool_calls"]] == [
         ("explode", False),
@@ -316,20 +319,19 @@ class FullDisk(io.FileIO):
 
 
 async def test_a_full_recordings_disk_loses_the_audio_not_the_call_or_its_record(
-    stack: StackFactory, monkeypatch: pytest.MonkeyPatch
+    stack: StackFactory,
 ) -> None:
     def opener(path: Path) -> BinaryIO:
         return cast(BinaryIO, FullDisk(path, budget=44 + 4 * 8000))  # header + 1 s
 
-    # The seam CallRecorder offers for disk errors, used by the media endpoint.
-    monkeypatch.setattr(
-        "app.twilio.media.CallRecorder", functools.partial(CallRecorder, opener=opener)
-    )
     async with stack({"audio": {"speed": 0}}, greeting="") as s:
+        # The recorder comes in through the services; `opener` is its seam for disk errors.
+        s.services.recorder_factory = call_recorders(s.settings, opener=opener)
         report = await place_call(s, listen_seconds=2.5)
         record = await wait_for_record(s, report.call_sid)
     assert report.error is None and record["end_reason"] == "caller_hangup"
-    assert report.response_latencies_ms[0] is not None  # the agent still answered
+    [latency] = report.response_latencies_ms  # one utterance...
+    assert latency is not None  # ...and the agent still answered it
     assert record["recording"]["status"] == "failed"
     assert "No space" in record["recording"]["error"]
     # The record still describes the whole call, past the point the disk filled up.

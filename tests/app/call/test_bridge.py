@@ -8,7 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from app.call.bridge import BridgeConfig, CallBridge, CallInfo, EndReason
+from app.call.bridge import CallBridge
+from app.call.info import BridgeConfig, CallInfo, EndReason
+from app.call.policy import State
 from app.live.events import (
     AgentAudio,
     GoAway,
@@ -126,7 +128,7 @@ async def test_barge_in_clears_at_once_and_no_stale_audio_follows() -> None:
     # the 3 s turn (bounds generous: a loaded machine delays the interrupt, not the cut).
     heard_s = sum(len(p) for t, p in sock.heard) / 8000
     assert 0.2 < heard_s < 2.0
-    assert bridge.stats["interruptions"] == 1
+    assert bridge.stats.interruptions == 1
     # Marks echoed after the clear are counted as unplayed, not as heard.
     assert not bridge.playout.pending_marks
 
@@ -189,7 +191,7 @@ async def test_dropped_connection_resumes_with_the_newest_handle() -> None:
     sock.hang_up()
     assert await run is EndReason.CALLER_HANGUP
     assert connector.handles == [None, "h-2"]
-    assert bridge.stats["reconnects"] == 1
+    assert bridge.stats.reconnects == 1
 
 
 async def test_goaway_reconnects_at_the_turn_boundary() -> None:
@@ -279,3 +281,45 @@ async def test_queued_audio_plays_out_even_when_nothing_new_arrives() -> None:
     media = [m for _, m in sock.sent if isinstance(m, OutboundMedia)]
     # The whole 1 s notice, then its exit mark ended the call.
     assert sum(len(m.payload) for m in media) == 8000
+
+
+class StallingSocket(FakeTwilioSocket):
+    """A Twilio socket whose next send blocks until released (a slow peer, a full buffer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stall_next = False
+        self.stalled = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send_text(self, data: str) -> None:
+        if self.stall_next:
+            self.stall_next = False
+            self.stalled.set()
+            await self.release.wait()
+        await super().send_text(data)
+
+
+async def test_a_stalled_twilio_socket_does_not_delay_handling_interrupted() -> None:
+    connector, sock = ScriptedConnector(), StallingSocket()
+    bridge = make_bridge(connector, sock)
+    run = asyncio.create_task(bridge.run(sock.messages()))
+    await connector.connected.wait()
+    session = connector.sessions[0]
+    session.emit(agent_audio(3.0))
+    await until(lambda: sock.sent)
+    sock.stall_next = True
+    await asyncio.wait_for(sock.stalled.wait(), 5)  # the writer is stuck in a send
+    # The barge-in, then a tool call behind it: the Live pump must get to both.
+    session.emit(Interrupted(), ToolCall("c9", "lookup", {}))
+    await until(lambda: session.tool_responses)
+    assert bridge.stats.interruptions == 1
+    assert bridge.playout.queued_samples == 0  # the rest of the turn is dropped already
+    assert bridge.policy.state is State.LISTENING
+    assert sock.clears() == []  # the writer is still stuck; the clear waits its turn
+    sock.release.set()
+    await until(lambda: sock.clears())
+    # The clear went out as the writer's next message, and nothing stale followed it.
+    assert sock.media_after(sock.clears()[0]) == 0
+    sock.hang_up()
+    assert await asyncio.wait_for(run, 5) is EndReason.CALLER_HANGUP

@@ -1,0 +1,182 @@
+"""The one task that writes to the Twilio socket: clears, marks and paced agent audio.
+
+Other tasks never send: they change state (the playout queue, the policy) and queue a
+control message (`clear`, a mark), then wake the writer. A slow Twilio socket therefore
+delays only the writer; the Live pump goes on reading (and acting on `interrupted`) while
+a send is stuck. Control messages go out before any further audio, in the order queued,
+and a queued `clear` stops a burst of audio sends between two messages.
+
+The writer sleeps on one future per wait (the same cost as `asyncio.sleep`), woken by a
+pacing timer or by `kick()`: a barge-in's `clear` leaves on the writer's next turn of
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.call.audio_batch import AudioBatch
+from app.call.info import CallStats
+from app.call.playout import FRAME_SAMPLES, RATE, Playout
+from app.call.policy import CallPolicy
+from app.call.ports import BridgeMetrics, Recorder, TwilioSink
+from telephony.messages import clear_message, mark_message, media_message
+from telephony.mulaw import pcm16_to_ulaw
+
+# Agent audio is handed to the recorder once per send burst (flushed before the burst
+# ends); a burst is at most the 200 ms playout lead, so this limit is only a cap.
+AGENT_BATCH_FRAMES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class _Clear:
+    stopped_at: int  # call-clock sample where the caller stopped hearing the agent
+    received: float | None  # perf_counter of the `interrupted`; None: our own clear
+
+
+class Outbound:
+    def __init__(
+        self,
+        sink: TwilioSink,
+        stream_sid: str,
+        playout: Playout,
+        now_sample: Callable[[], int],
+        *,
+        policy: CallPolicy,
+        stats: CallStats,
+        recorder: Recorder | None,
+        metrics: BridgeMetrics | None,
+        flush_caller: Callable[[], None],
+        wake_watchdog: Callable[[], None],
+        log: Any,
+    ) -> None:
+        self._sink = sink
+        self._sid = stream_sid
+        self._playout = playout
+        self._now_sample = now_sample
+        self._policy = policy
+        self._stats = stats
+        self._recorder = recorder
+        self._metrics = metrics
+        self._flush_caller = flush_caller
+        self._wake_watchdog = wake_watchdog
+        self._log = log
+        self._agent_rec: AudioBatch | None = None
+        if recorder is not None:
+            self._agent_rec = AudioBatch(recorder.agent_audio, AGENT_BATCH_FRAMES)
+        self._control: deque[_Clear | str] = deque()
+        self._kicked = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._chunk_received: float | None = None
+
+    # --- called by the other tasks (never await, never send) ---------------------------
+    def kick(self) -> None:
+        """Wake the writer: something is queued (audio, a clear, a mark)."""
+        self._kicked = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def audio_queued(self, received: float) -> None:
+        """A chunk went into an empty playout queue: send it now, and time it from
+        `received` (the Live event in hand) to its frames written. Chunks queued behind
+        audio still ahead of playback wait on purpose (pacing), so they are not timed."""
+        self._chunk_received = received
+        self.kick()
+
+    def clear(self, stopped_at: int, received: float | None) -> None:
+        """Queue a `clear` (the playout was cleared by the caller). `received` times a
+        barge-in; None for our own clear before a notice."""
+        self._control.append(_Clear(stopped_at, received))
+        self.kick()
+
+    def mark(self, purpose: str) -> str:
+        """Queue a mark after everything sent so far; returns its name."""
+        name = self._playout.new_mark(purpose).name
+        self._control.append(name)
+        self.kick()
+        return name
+
+    # --- the writer task ---------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay: float | None = None
+        while True:
+            if not self._kicked:
+                await self._sleep(loop, delay)
+            self._kicked = False
+            while self._control:
+                await self._send_control(self._control.popleft())
+            await self._send_frames()
+            delay = None
+            if self._playout.has_frame():
+                # Time passes while a burst is sent, so frames may be due again at once:
+                # keep going until none is queued, never rely on new audio to wake us
+                # (a notice or a last turn gets none).
+                wait = self._playout.wait_samples(self._now_sample())
+                if not wait:
+                    self._kicked = True
+                delay = wait / RATE
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
+        waiter = self._waiter = loop.create_future()
+        timer = None if delay is None else loop.call_later(delay, self.kick)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def _send_control(self, item: _Clear | str) -> None:
+        if isinstance(item, str):
+            await self._sink.send_text(mark_message(self._sid, item))
+            return
+        await self._sink.send_text(clear_message(self._sid))
+        if item.received is not None:
+            if self._metrics:
+                self._metrics.interrupted(time.perf_counter() - item.received)
+            self._log.info("agent.interrupted")
+        if self._recorder is not None:
+            self._flush_caller()  # the caller's position as of the clear goes first
+            self._recorder.agent_cleared(item.stopped_at)
+            if item.received is not None:
+                self._recorder.interruption(item.stopped_at)
+
+    async def _send_frames(self) -> None:
+        """Send what the pacing budget allows now (normally one message of whole frames,
+        see `Playout`) and any due marks; stop early for a queued clear or mark."""
+        playout, sent = self._playout, 0
+        try:
+            while (
+                not self._control and (burst := playout.next_burst(self._now_sample())) is not None
+            ):
+                payload = pcm16_to_ulaw(burst.pcm)
+                await self._sink.send_text(media_message(self._sid, payload))
+                if self._agent_rec is not None:
+                    self._agent_rec.add(burst.start_sample, burst.pcm)
+                sent += burst.pcm.size // FRAME_SAMPLES
+                if playout.progress_mark_due():
+                    name = playout.new_mark("progress").name
+                    await self._sink.send_text(mark_message(self._sid, name))
+        finally:
+            # One hand-over per send burst, not per message. Never later than the burst:
+            # the recorder commits agent audio once the caller's position passes it, and
+            # a clear (sent next) must find this burst's audio already placed.
+            if self._agent_rec is not None:
+                self._agent_rec.flush()
+        if not self._control and not playout.has_frame() and self._policy.take_turn_mark():
+            name = playout.new_mark("turn").name
+            await self._sink.send_text(mark_message(self._sid, name))
+        if sent:
+            self._stats.frames_out += sent
+            if self._chunk_received is not None and self._metrics:
+                self._metrics.model_to_caller(time.perf_counter() - self._chunk_received)
+        self._chunk_received = None
+        if self._policy.exit is not None:
+            self._wake_watchdog()  # it waits for playback to go idle

@@ -239,13 +239,12 @@ class CallBridge:
 
     async def _on_event(self, event: Any) -> None:
         match event:
-            # Both may wake the writer: yield to it once, so the first frames of a turn
-            # (or the clear) leave before more buffered Live events are processed.
             case AgentAudio():
-                if self._on_agent_audio(event):
-                    await asyncio.sleep(0)
+                self._on_agent_audio(event)
             case Interrupted():
                 if self._on_interrupted():
+                    # Yield to the writer once: the clear leaves before more buffered
+                    # Live events are processed.
                     await asyncio.sleep(0)
             case TurnComplete() | GenerationComplete():
                 if isinstance(event, TurnComplete):
@@ -253,7 +252,7 @@ class CallBridge:
                 else:
                     self.policy.generation_complete()
                 self.playout.flush_partial()
-                self.outbound.kick()  # the padded last frame; the turn mark once played
+                self.outbound.wake_if_idle()  # the padded last frame, then the turn mark
                 self._wake_watchdog.set()
             case CallerTranscript(text=text) | AgentTranscript(text=text):
                 side = "caller" if isinstance(event, CallerTranscript) else "agent"

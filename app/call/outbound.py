@@ -71,6 +71,7 @@ class Outbound:
             self._agent_rec = AudioBatch(recorder.agent_audio, AGENT_BATCH_FRAMES)
         self._control: deque[_Clear | str] = deque()
         self._kicked = False
+        self._idle = False  # waiting for work (True) rather than for pacing or a send
         self._waiter: asyncio.Future[None] | None = None
         self._chunk_received: float | None = None
 
@@ -81,6 +82,12 @@ class Outbound:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def wake_if_idle(self) -> None:
+        """Wake the writer only if it waits for work, not for pacing (a paced writer
+        wakes anyway; waking it early would send a short burst, i.e. more messages)."""
+        if self._idle:
+            self.kick()
 
     def audio_queued(self, received: float) -> None:
         """A chunk went into an empty playout queue: send it now, and time it from
@@ -126,10 +133,11 @@ class Outbound:
     async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
         waiter = self._waiter = loop.create_future()
         timer = None if delay is None else loop.call_later(delay, self.kick)
+        self._idle = timer is None
         try:
             await waiter
         finally:
-            self._waiter = None
+            self._waiter, self._idle = None, False
             if timer is not None:
                 timer.cancel()
 

@@ -120,6 +120,14 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.agent_outcomes = Counter(
+            "agent_outcomes",
+            "Agents' work around calls (app/agents), by kind (setup_hook, analysis, "
+            "analysis_webhook) and outcome (ok, error, timeout, delivered, failed).",
+            ["kind", "outcome"],
+            namespace=ns,
+            registry=r,
+        )
         self.malformed_frames = Counter(
             "malformed_frames",
             "Media Stream frames that could not be parsed.",
@@ -170,6 +178,9 @@ class Metrics:
 
     def live_setup(self, seconds: float) -> None:
         self.live_setup_seconds.observe(seconds)
+
+    def agent_outcome(self, kind: str, outcome: str) -> None:
+        self.agent_outcomes.labels(kind=kind, outcome=outcome).inc()
 
     def tool_finished(self, tool: str, seconds: float, *, ok: bool) -> None:
         self.tool_duration_seconds.labels(tool=tool).observe(seconds)

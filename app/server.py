@@ -14,6 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from app.admin.calls import calls_routes
+from app.agents.analysis import Analyst
+from app.agents.delivery import RecordPoster
+from app.agents.hook import load_hook
+from app.agents.loader import build_agents
+from app.agents.routing import AgentBook
 from app.assets import load_clip_8k
 from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
@@ -31,19 +36,15 @@ from app.twilio import webhooks
 from app.twilio.media import media_endpoint
 from app.twilio.rest import TwilioRest, TwilioRestClient
 from app.twilio.stream_tokens import MemoryUsedTokens, RedisUsedTokens, StreamTokens, UsedTokens
-from tools.loader import ToolLoadError, build_registry
 
 log = structlog.get_logger()
 
 
-def gemini_connector(settings: Settings, tool_declarations: list[dict[str, Any]]) -> LiveConnector:
-    """The Live connector chosen by LIVE_CLIENT, both opened with the same options."""
-    api_key = settings.secret("gemini_api_key")
-    if not api_key:
-        raise ConfigError(
-            "GEMINI_API_KEY is not set (run `voicebot demo` to try the service offline)"
-        )
-    options = LiveOptions(
+def live_options(
+    settings: Settings, tool_declarations: list[dict[str, Any]], api_key: str = ""
+) -> LiveOptions:
+    """The connector's own options; each call's agent replaces the session fields."""
+    return LiveOptions(
         api_key=api_key,
         model=settings.gemini_model,
         voice=settings.gemini_voice,
@@ -56,12 +57,53 @@ def gemini_connector(settings: Settings, tool_declarations: list[dict[str, Any]]
         ping_timeout=settings.live_ping_timeout,
         connect_timeout=settings.live_connect_timeout,
     )
+
+
+def gemini_connector(settings: Settings, tool_declarations: list[dict[str, Any]]) -> LiveConnector:
+    """The Live connector chosen by LIVE_CLIENT, both opened with the same options."""
+    api_key = settings.secret("gemini_api_key")
+    if not api_key:
+        raise ConfigError(
+            "GEMINI_API_KEY is not set (run `voicebot demo` to try the service offline)"
+        )
+    options = live_options(settings, tool_declarations, api_key)
     if settings.live_client == "sdk":
         # Imported here: the SDK (and its import time) is only needed when chosen.
         from app.live.sdk import GeminiConnector
 
         return GeminiConnector(options)
     return DirectConnector(options)
+
+
+def analyst(settings: Settings, agents: AgentBook, metrics: Metrics) -> Analyst:
+    generator = None
+    api_key = settings.secret("gemini_api_key")
+    if api_key and any(agent.analysis is not None for agent in agents):
+        # Imported here: google-genai's import time only for deployments that use it.
+        from app.agents.generate import JsonGenerator
+
+        generator = JsonGenerator(
+            api_key,
+            base_url=settings.gemini_base_url,
+            api_version=settings.gemini_api_version,
+            ssl_context=settings.ssl_context(),
+            timeout_s=settings.analysis_timeout,
+        )
+    poster = None
+    secret = settings.secret("analysis_webhook_secret")
+    if settings.analysis_webhook_url and secret:
+        poster = RecordPoster(
+            settings.analysis_webhook_url,
+            secret,
+            backoff_s=settings.analysis_webhook_backoff,
+            verify_tls=settings.ssl_context(),
+        )
+    return Analyst(
+        generator,
+        default_model=settings.analysis_model,
+        poster=poster,
+        on_outcome=metrics.agent_outcome,
+    )
 
 
 def twilio_rest(settings: Settings) -> TwilioRest | None:
@@ -81,12 +123,9 @@ def build_services(
     metrics: Metrics | None = None,
 ) -> Services:
     """Everything the process shares, from settings; tests pass their own peers."""
-    try:
-        registry = build_registry(
-            settings.enabled_tools, settings.tools_module, settings.transfer_numbers
-        )
-    except ToolLoadError as exc:
-        raise ConfigError(f"TOOLS / TOOLS_MODULE: {exc}") from None
+    agents = build_agents(settings)
+    registry = agents.default.registry
+    hook = load_hook(settings.call_setup_hook) if settings.call_setup_hook else None
     if connector is None:
         connector = gemini_connector(settings, registry.declarations())
     metrics = metrics or Metrics(raw_samples=settings.bench_timings)
@@ -115,7 +154,11 @@ def build_services(
         state_store=make_state_store(settings, on_redis_error=metrics.redis_error),
         twilio_rest=rest if rest is not None else twilio_rest(settings),
         tool_registry=registry,
-        recorder_factory=call_recorders(settings),
+        recorder_factory=call_recorders(settings, agents=agents),
+        agents=agents,
+        live_options=live_options(settings, registry.declarations()),
+        setup_hook=hook,
+        analysis=analyst(settings, agents, metrics),
         redis=redis,
     )
 
@@ -179,6 +222,7 @@ def create_app(services: Services) -> Starlette:
             for task in background:
                 task.cancel()
             await services.prewarm.aclose()
+            await services.analysis.aclose()
             with suppress_logged(log, "server.shutdown_failed", step="state_store"):
                 await services.state_store.aclose()
             if services.redis is not None:

@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.agents.analysis import Analyst
+from app.agents.hook import SetupHook
+from app.agents.routing import AgentBook
 from app.call.prewarm import PrewarmPool
 from app.live.events import LiveConnector
+from app.live.options import LiveOptions
 from app.metrics import Metrics
 from app.settings import Settings
 from app.twilio.rest import TwilioRest
@@ -36,8 +40,13 @@ class Services:
     prewarm: PrewarmPool
     stream_tokens: StreamTokens
     state_store: StateStore
-    tool_registry: ToolRegistry
+    tool_registry: ToolRegistry  # the default agent's
     recorder_factory: RecorderFactory  # one recording per call (app.call.assembly)
+    # Who answers which number (app/agents), and the connector's own options that each
+    # call's agent options are built on.
+    agents: AgentBook
+    live_options: LiveOptions
+    analysis: Analyst  # post-call analysis and record delivery, off the call path
     metrics: Metrics = field(default_factory=Metrics)
     apology: NDArray[np.int16] | None = None
     twilio_rest: TwilioRest | None = None  # None: no Twilio credentials configured
@@ -45,6 +54,7 @@ class Services:
     draining: bool = False
     active_calls: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     bridges: dict[str, CallBridge] = field(default_factory=dict)
+    setup_hook: SetupHook | None = None  # CALL_SETUP_HOOK
 
     def observe_signature_failure(self, where: str) -> None:
         self.metrics.signature_failure(where)

@@ -73,6 +73,20 @@ class Settings(BaseSettings):
     transfer_allowlist: str = ""
     hangup_fallback_seconds: float = Field(default=10.0, gt=0)
 
+    # --- Agents (docs/agents.md) -------------------------------------------------
+    # A TOML file of agents; without it the variables above are the one default agent.
+    agents_file: Path | None = None
+    # `module:function`, an async function given the call's facts at the webhook.
+    call_setup_hook: str | None = None
+    call_setup_hook_timeout: float = Field(default=2.0, gt=0)
+    # Post-call analysis (agents with `analysis`): the generateContent model, and where
+    # to POST each analysed record, signed with HMAC-SHA256 of ANALYSIS_WEBHOOK_SECRET.
+    analysis_model: str = "gemini-2.5-flash"
+    analysis_timeout: float = Field(default=60.0, gt=0)
+    analysis_webhook_url: str | None = None
+    analysis_webhook_secret: SecretStr | None = None
+    analysis_webhook_backoff: float = Field(default=1.0, gt=0)  # first retry; doubles
+
     # --- Recording and admin -----------------------------------------------------
     recordings_dir: Path = Path("recordings")
     recording_retention_days: int = Field(default=0, ge=0)
@@ -108,6 +122,10 @@ class Settings(BaseSettings):
     def _check_prompt_file(self) -> Settings:
         if self.system_prompt_file is not None and not self.system_prompt_file.is_file():
             raise ValueError(f"SYSTEM_PROMPT_FILE: no such file: {self.system_prompt_file}")
+        if self.agents_file is not None and not self.agents_file.is_file():
+            raise ValueError(f"AGENTS_FILE: no such file: {self.agents_file}")
+        if self.analysis_webhook_url and self.analysis_webhook_secret is None:
+            raise ValueError("ANALYSIS_WEBHOOK_URL needs ANALYSIS_WEBHOOK_SECRET (to sign it)")
         return self
 
     # --- Derived values ----------------------------------------------------------

@@ -13,12 +13,13 @@ This package never imports `app`.
 from tools.context import CallControl, CallState, StateStore, ToolContext, ToolError
 from tools.dispatch import ToolDispatcher, ToolResult
 from tools.loader import ToolLoadError, build_registry
-from tools.registry import Tool, ToolRegistry, tool
+from tools.registry import Scheduled, Tool, ToolRegistry, tool
 from tools.schema import ToolArgumentsError, ToolDefinitionError
 
 __all__ = [
     "CallControl",
     "CallState",
+    "Scheduled",
     "StateStore",
     "Tool",
     "ToolArgumentsError",

@@ -20,7 +20,7 @@ from pydantic_core import to_jsonable_python
 from structlog.typing import FilteringBoundLogger
 
 from tools.context import ToolContext, ToolError
-from tools.registry import Tool, ToolRegistry
+from tools.registry import Scheduled, Tool, ToolRegistry
 from tools.schema import ToolArgumentsError
 
 
@@ -111,9 +111,9 @@ class ToolDispatcher:
     async def _run(self, call_id: str, name: str, args: dict[str, Any]) -> None:
         began = time.perf_counter()
         tool = self._registry.get(name)
-        scheduling = tool.scheduling if tool is not None else None
+        scheduling: str | None = tool.scheduling if tool is not None else None
         try:
-            response, error = await self._execute(tool, name, args)
+            response, error, chosen = await self._execute(tool, name, args)
         except asyncio.CancelledError:
             self._log.info(
                 "tool.call", call_id=call_id, tool=name, outcome="cancelled",
@@ -121,6 +121,8 @@ class ToolDispatcher:
             )  # fmt: skip
             raise
         duration = time.perf_counter() - began
+        if chosen is not None and tool is not None and tool.behavior == "NON_BLOCKING":
+            scheduling = chosen  # the result's own choice beats the tool's default
         result = ToolResult(call_id, name, response, error is None, duration, error, scheduling)
         log = self._log.info if error is None else self._log.warning
         log("tool.call", call_id=call_id, tool=name, outcome="ok" if error is None else "error",
@@ -129,8 +131,8 @@ class ToolDispatcher:
 
     async def _execute(
         self, tool: Tool[..., Any] | None, name: str, args: dict[str, Any]
-    ) -> tuple[dict[str, Any], str | None]:
-        """(response for the model, error text or None)."""
+    ) -> tuple[dict[str, Any], str | None, str | None]:
+        """(response for the model, error text or None, scheduling the result chose)."""
         if tool is None:
             available = ", ".join(self._registry.names()) or "none"
             return _error(f"unknown tool {name!r}; available tools: {available}")
@@ -150,8 +152,11 @@ class ToolDispatcher:
             # The edge between the bridge and user code: keep the call alive, say why.
             self._log.exception("tool.failed", tool=name)
             return _error(f"{name} failed unexpectedly ({type(exc).__name__})")
+        chosen = None
+        if isinstance(value, Scheduled):
+            value, chosen = value.result, value.scheduling
         try:
-            return {"result": to_jsonable_python(value)}, None
+            return {"result": to_jsonable_python(value)}, None, chosen
         except Exception as exc:  # pydantic_core raises PydanticSerializationError
             return _error(f"{name} returned a value that is not JSON ({type(exc).__name__}): {exc}")
 
@@ -167,5 +172,5 @@ class ToolDispatcher:
             self._log.exception("tool.deliver_failed", call_id=result.call_id, tool=result.name)
 
 
-def _error(message: str) -> tuple[dict[str, Any], str]:
-    return {"error": message}, message
+def _error(message: str) -> tuple[dict[str, Any], str, None]:
+    return {"error": message}, message, None

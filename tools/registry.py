@@ -34,6 +34,19 @@ Scheduling = Literal["INTERRUPT", "WHEN_IDLE", "SILENT"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 
 
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A NON_BLOCKING tool's result that also says how the model should take it.
+
+    `return Scheduled(result, "WHEN_IDLE")`: INTERRUPT (speak about it now), WHEN_IDLE
+    (after the current turn) or SILENT (just add it to the context). It overrides the
+    tool's `scheduling=` for this one result.
+    """
+
+    result: Any
+    scheduling: Scheduling
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Tool(Generic[P, R]):
     """A function the model may call. Calling the object calls the function unchanged."""

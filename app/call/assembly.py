@@ -9,19 +9,27 @@ recording closed and the call unregistered. The transport closes its socket last
 the call is fully wound down.
 
 Seams for what comes next: wrap `services.recorder_factory` to tee a call's events (a
-console); choose a per-call agent in `bridge_config`; another transport calls `run_call`.
+console); another transport calls `run_call`. The call's agent (app/agents) is chosen
+from its token-covered stream parameters: its tools, Live options, keypad handling,
+whether it is recorded, and its post-call analysis.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from app.agents.agent import Agent
+from app.agents.calls import agent_for, call_connector, note_call_setup
+from app.agents.inputs import agent_inputs
+from app.agents.routing import AgentBook
+from app.agents.session import CallConnector
 from app.call.bridge import CallBridge
 from app.call.info import BridgeConfig, CallInfo, EndReason
 from app.call.ports import CallRecording, RecorderFactory, TwilioSink
 from app.call.tool_runner import BridgeTools
+from app.live.events import LiveSession
 from app.recording import CallRecorder
 from app.recording.writer import Opener, open_new_file
 from app.services import Services
@@ -44,11 +52,15 @@ def call_info_from_start(start: Start) -> CallInfo:
     )
 
 
-def call_recorders(settings: Settings, *, opener: Opener = open_new_file) -> RecorderFactory:
+def call_recorders(
+    settings: Settings, *, opener: Opener = open_new_file, agents: AgentBook | None = None
+) -> RecorderFactory:
     """The production recorder factory: a WAV and a call record per call, in
-    RECORDINGS_DIR. `opener` is the seam for disk faults in tests."""
+    RECORDINGS_DIR. `opener` is the seam for disk faults in tests; with `agents` the
+    record names the call's agent, its model and voice."""
 
     def make(call: CallInfo) -> CallRecording:
+        agent = agent_for(agents, call) if agents is not None else None
         return CallRecorder(
             settings.recordings_dir,
             call.call_sid,
@@ -56,8 +68,9 @@ def call_recorders(settings: Settings, *, opener: Opener = open_new_file) -> Rec
                 "stream_sid": call.stream_sid,
                 "from": call.from_number,
                 "to": call.to_number,
-                "model": settings.gemini_model,
-                "voice": settings.gemini_voice,
+                "agent": agent.name if agent else None,
+                "model": agent.model if agent else settings.gemini_model,
+                "voice": agent.voice if agent else settings.gemini_voice,
             },
             opener=opener,
         )
@@ -66,9 +79,10 @@ def call_recorders(settings: Settings, *, opener: Opener = open_new_file) -> Rec
 
 
 def bridge_config(settings: Settings, call: CallInfo) -> BridgeConfig:
-    """The bridge's settings for this call (the place for a per-call agent's choices)."""
+    """The bridge's settings for this call. No greeting: the call's agent asks for its
+    own when its session opens (app.agents.session.CallConnector.open)."""
     return BridgeConfig(
-        greeting=settings.greeting or None,
+        greeting=None,
         hangup_fallback_seconds=settings.hangup_fallback_seconds,
         max_reconnects=settings.live_max_reconnects,
     )
@@ -88,25 +102,33 @@ async def run_call(
     `received_at`: see `CallBridge.run`. Cancellation (the drain's last resort) still
     closes the recording and unregisters the call.
     """
-    recorder = services.recorder_factory(call)
+    connector = call_connector(services, call, log)
+    agent = connector.agent
+    recorder = services.recorder_factory(call) if agent.record else None
     try:
-        bridge = await _build_bridge(services, call, sink, log, recorder)
+        bridge = await _build_bridge(services, call, sink, log, recorder, connector)
     except BaseException:
-        await recorder.aclose(EndReason.ERROR.value)
+        if recorder is not None:
+            await recorder.aclose(EndReason.ERROR.value)
         raise
-    log.info("call.started", prewarmed=bridge.prewarmed)
+    log.info("call.started", prewarmed=bridge.prewarmed, agent=agent.name)
     reason = EndReason.ERROR
     try:
         reason = await bridge.run(messages, received_at=received_at)
     finally:
         # When cancelled, `run` raised but recorded why.
         reason = bridge.end_reason or reason
-        await _finish(services, bridge, recorder, reason, log)
+        await _finish(services, bridge, recorder, reason, log, agent)
     return reason
 
 
 async def _build_bridge(
-    services: Services, call: CallInfo, sink: TwilioSink, log: Any, recorder: CallRecording
+    services: Services,
+    call: CallInfo,
+    sink: TwilioSink,
+    log: Any,
+    recorder: CallRecording | None,
+    connector: CallConnector,
 ) -> CallBridge:
     rest = services.twilio_rest
 
@@ -119,12 +141,15 @@ async def _build_bridge(
             raise RuntimeError("transfer needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
         await rest.redirect(call_sid, dial_twiml(number, announcement))
 
+    # The webhook's pre-warmed session, or (the stream landed on another instance) one
+    # the agent opens now the same way: hook, prompt, greeting.
+    prewarmed: Awaitable[LiveSession] | None = services.prewarm.take(call.call_sid)
     bridge = CallBridge(
         call,
         sink,
-        services.connector,
+        connector,
         config=bridge_config(services.settings, call),
-        prewarmed=services.prewarm.take(call.call_sid),
+        prewarmed=prewarmed or connector.open(),
         recorder=recorder,
         metrics=services.metrics,
         apology=services.apology,
@@ -132,7 +157,8 @@ async def _build_bridge(
         transfer=transfer,
         log=log,
     )
-    if services.tool_registry.names():
+    registry = connector.agent.registry
+    if registry.names():
         await services.state_store.seed(
             call.call_sid,
             {
@@ -142,7 +168,8 @@ async def _build_bridge(
                 "parameters": dict(call.parameters),
             },
         )
-        bridge.tools = BridgeTools(services, bridge, recorder, log)
+        bridge.tools = BridgeTools(services, bridge, recorder, log, registry)
+    agent_inputs(bridge, connector.agent, log)
     services.bridges[call.call_sid] = bridge
     task = asyncio.current_task()
     if task is not None:
@@ -152,11 +179,19 @@ async def _build_bridge(
 
 
 async def _finish(
-    services: Services, bridge: CallBridge, recorder: CallRecording, reason: EndReason, log: Any
+    services: Services,
+    bridge: CallBridge,
+    recorder: CallRecording | None,
+    reason: EndReason,
+    log: Any,
+    agent: Agent,
 ) -> None:
-    recorder.advance(bridge.now_sample())
-    result = await recorder.aclose(reason.value)
-    log.info("call.recorded", wav=str(result.wav_path), error=result.error)
+    if recorder is not None:  # None: the agent has record = false
+        await note_call_setup(services, bridge.call.call_sid, recorder)
+        recorder.advance(bridge.now_sample())
+        result = await recorder.aclose(reason.value)
+        log.info("call.recorded", wav=str(result.wav_path), error=result.error)
+        services.analysis.submit(agent, result.record_path)  # off the call path
     services.bridges.pop(bridge.call.call_sid, None)
     services.active_calls.pop(bridge.call.call_sid, None)
     services.metrics.call_ended(reason.value)

@@ -27,7 +27,14 @@ from app.call.info import BridgeConfig, CallEnded, CallInfo, CallStats, EndReaso
 from app.call.outbound import Outbound
 from app.call.playout import RATE, Playout
 from app.call.policy import Action, CallPolicy, Exit
-from app.call.ports import BridgeMetrics, Recorder, ToolRunner, TwilioSink
+from app.call.ports import (
+    ActivityInput,
+    BridgeMetrics,
+    KeypadInput,
+    Recorder,
+    ToolRunner,
+    TwilioSink,
+)
 from app.errors import LiveClosedError, LiveSetupError
 from app.live.events import (
     AgentAudio,
@@ -95,6 +102,8 @@ class CallBridge:
             connector, first=prewarmed, max_reconnects=config.max_reconnects, log=self._log
         )
         self.tools: ToolRunner | None = None
+        self.keypad: KeypadInput | None = None  # None: digits are only recorded
+        self.activity: ActivityInput | None = None  # None: Gemini detects speech itself
         self.stats = CallStats()
         self.policy = CallPolicy(
             goodbye_grace_s=config.goodbye_grace_seconds,
@@ -167,6 +176,9 @@ class CallBridge:
         if self.tools is not None:
             with suppress_logged(self._log, "bridge.shutdown_failed", step="tools"):
                 await self.tools.aclose()
+        if self.keypad is not None:
+            with suppress_logged(self._log, "bridge.shutdown_failed", step="keypad"):
+                await self.keypad.aclose()
         with suppress_logged(self._log, "bridge.shutdown_failed", step="live"):
             await self.link.close()
 
@@ -192,6 +204,8 @@ class CallBridge:
                 self._log.info("caller.dtmf", digit=message.digit)
                 if self._recorder:
                     self._recorder.dtmf(message.digit, self.now_sample())
+                if self.keypad is not None:
+                    self.keypad.press(message.digit)
             elif isinstance(message, Stop):
                 self._log.info("caller.stop")
                 raise CallEnded(EndReason.CALLER_HANGUP)
@@ -211,6 +225,8 @@ class CallBridge:
         # mean(|x|) > 300, in integers (exact, and without np.mean's per-call overhead).
         loud = pcm8.size > 0 and int(np.abs(pcm8).sum()) > 300 * pcm8.size
         self.policy.caller_frame(self._clock(), loud)
+        if self.activity is not None:
+            await self.activity.frame(loud)  # a turn's start goes before its audio
         pcm16 = self._to_live.process(pcm8)
         await self.link.send_audio(pcm16.tobytes())
         if self._metrics:
@@ -355,7 +371,9 @@ class CallBridge:
                 pass
             self._wake_watchdog.clear()
             for action in self.policy.tick(self._clock(), self.playout.has_frame()):
-                if action is Action.END_INPUT:
+                if action is Action.END_INPUT and self.activity is not None:
+                    await self.activity.pause()  # no audioStreamEnd without automatic VAD
+                elif action is Action.END_INPUT:
                     await self.link.send_audio_stream_end()
                 elif action is Action.SEND_EXIT_MARK:
                     # Noted before it is sent: with playback idle, the echo comes back at once.

@@ -49,6 +49,8 @@ class RecordingOutcome(Protocol):
     def wav_path(self) -> Path | None: ...
     @property
     def error(self) -> str | None: ...
+    @property
+    def record_path(self) -> Path | None: ...  # the call record, read by post-call analysis
 
 
 class CallRecording(Recorder, Protocol):
@@ -61,6 +63,20 @@ class CallRecording(Recorder, Protocol):
 # Makes the recording of one call. Comes in through `Services`, so a test (or a console
 # that tees live call events) swaps it without touching a module global.
 RecorderFactory = Callable[[CallInfo], CallRecording]
+
+
+class KeypadInput(Protocol):
+    """Keypad digits for the model (app.agents.keypad); sends in its own task."""
+
+    def press(self, digit: str) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class ActivityInput(Protocol):
+    """Marks the caller's speech when Gemini's own detection is off (app.agents.activity)."""
+
+    async def frame(self, loud: bool) -> None: ...
+    async def pause(self) -> None: ...
 
 
 class ToolRunner(Protocol):

@@ -10,7 +10,8 @@ instance) is closed after `timeout` seconds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
@@ -39,11 +40,18 @@ class PrewarmPool:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def start(self, call_sid: str) -> None:
-        """Begin opening a session for this call (idempotent: Twilio may retry)."""
+    def start(
+        self, call_sid: str, opener: Callable[[], Coroutine[Any, Any, LiveSession]] | None = None
+    ) -> None:
+        """Begin opening a session for this call (idempotent: Twilio may retry).
+
+        `opener` opens it the call's own way (its agent, see app.agents.session);
+        by default: the connector's options and the pool's greeting.
+        """
         if call_sid in self._pending:
             return
-        task = asyncio.get_running_loop().create_task(self._open(), name=f"prewarm-{call_sid}")
+        coro = opener() if opener is not None else self._open()
+        task = asyncio.get_running_loop().create_task(coro, name=f"prewarm-{call_sid}")
         self._pending[call_sid] = task
         self._reapers[call_sid] = asyncio.get_running_loop().call_later(
             self._timeout, self._expire, call_sid

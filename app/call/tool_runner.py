@@ -10,6 +10,7 @@ from app.call.ports import Recorder
 from app.live.events import ToolResponse
 from tools.context import ToolContext
 from tools.dispatch import ToolDispatcher, ToolResult
+from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from app.call.bridge import CallBridge
@@ -34,7 +35,12 @@ class BridgeTools:
     """The bridge's `ToolRunner`: a dispatcher whose results go back to Live and the record."""
 
     def __init__(
-        self, services: Services, bridge: CallBridge, recorder: Recorder | None, log: Any
+        self,
+        services: Services,
+        bridge: CallBridge,
+        recorder: Recorder | None,
+        log: Any,
+        registry: ToolRegistry | None = None,  # the call's agent's tools (default: Services')
     ) -> None:
         self._services = services
         self._bridge = bridge
@@ -51,7 +57,7 @@ class BridgeTools:
             log=log,
         )
         self._dispatcher = ToolDispatcher(
-            services.tool_registry,
+            registry or services.tool_registry,
             context,
             timeout=services.settings.tool_timeout,
             logger=log,

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+from app.agents.loader import build_agents
 from app.settings import Settings
 from app.twilio.rest import TwilioRestClient, TwilioRestError
 
@@ -59,6 +60,10 @@ def register(
         dest="from_",
         help="caller ID: a number on your Twilio account (default: the account's only number)",
     )
+    call.add_argument(
+        "--agent",
+        help="the agent (AGENTS_FILE) that talks; default: the one owning the caller ID number",
+    )
     _add_url(call)
 
 
@@ -77,7 +82,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if getattr(args, "twilio_command", None) == "configure":
                 return await _configure(client, _number(args.number, "--number"), base)
-            return await _call(client, args, base)
+            return await _call(client, args, base, settings)
         finally:
             client.close()
     except UsageError as exc:
@@ -95,10 +100,18 @@ async def _configure(client: TwilioRestClient, number: str, base: str) -> int:
     return 0
 
 
-async def _call(client: TwilioRestClient, args: argparse.Namespace, base: str) -> int:
+async def _call(
+    client: TwilioRestClient, args: argparse.Namespace, base: str, settings: Settings
+) -> int:
     to = _number(args.to, "the number to call")
     from_ = _number(args.from_, "--from") if args.from_ else await _only_number(client)
     voice_url = base + VOICE_PATH
+    if args.agent:
+        # The webhook reads ?agent= (Twilio signs the URL with its query).
+        known = [agent.name for agent in build_agents(settings)]
+        if args.agent not in known:
+            raise UsageError(f"--agent: no agent {args.agent!r}; agents: {', '.join(known)}")
+        voice_url += "?" + urlencode({"agent": args.agent})
     sid = await client.create_call(to, from_, voice_url, base + STATUS_PATH)
     print(f"calling {to} from {from_}: call {sid}; the agent answers at {voice_url}")
     return 0

@@ -75,6 +75,8 @@ _CLIENT_LABEL = f"voicebot-direct gl-python/{platform.python_version()}"
 _AUDIO_HEAD = b'{"realtime_input":{"audio":{"data":"'
 _AUDIO_TAIL = b'","mime_type":' + orjson.dumps(INPUT_MIME) + b"}}}"
 _AUDIO_STREAM_END = b'{"realtime_input":{"audioStreamEnd":true}}'
+_ACTIVITY_START = b'{"realtime_input":{"activityStart":{}}}'
+_ACTIVITY_END = b'{"realtime_input":{"activityEnd":{}}}'
 _b2a = binascii.b2a_base64
 
 
@@ -97,14 +99,19 @@ def model_name(model: str) -> str:
 def setup_message(options: LiveOptions, resume_handle: str | None) -> dict[str, Any]:
     """The `setup` frame, with the same keys and casing google-genai 3.4 sends for
     `GeminiConnector.config(resume_handle)` (tests compare the two on the fake)."""
+    speech: dict[str, Any] = {
+        "voice_config": {"prebuilt_voice_config": {"voice_name": options.voice}}
+    }
+    if options.language is not None:
+        speech["language_code"] = options.language
+    generation: dict[str, Any] = {"responseModalities": ["AUDIO"], "speechConfig": speech}
+    if options.thinking_budget is not None:
+        generation["thinkingConfig"] = {"thinking_budget": options.thinking_budget}
+    if options.affective_dialog is not None:
+        generation["enableAffectiveDialog"] = options.affective_dialog
     setup: dict[str, Any] = {
         "model": model_name(options.model),
-        "generationConfig": {
-            "responseModalities": ["AUDIO"],
-            "speechConfig": {
-                "voice_config": {"prebuilt_voice_config": {"voice_name": options.voice}}
-            },
-        },
+        "generationConfig": generation,
         "systemInstruction": {"parts": [{"text": options.instructions}], "role": "user"},
     }
     if options.tool_declarations:
@@ -122,6 +129,12 @@ def setup_message(options: LiveOptions, resume_handle: str | None) -> dict[str, 
         "trigger_tokens": options.compression_trigger_tokens,
         "sliding_window": {"target_tokens": options.compression_target_tokens},
     }
+    if options.activity_detection is not None:
+        setup["realtimeInputConfig"] = {
+            "automatic_activity_detection": options.activity_detection.fields()
+        }
+    if options.proactive_audio is not None:
+        setup["proactivity"] = {"proactive_audio": options.proactive_audio}
     return {"setup": setup}
 
 
@@ -156,8 +169,11 @@ class DirectConnector:
         if options.ssl_context is not None:
             self._ws_args["ssl"] = options.ssl_context
 
-    async def connect(self, *, resume_handle: str | None = None) -> DirectSession:
-        opts = self._options
+    async def connect(
+        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+    ) -> DirectSession:
+        """`options`: this call's session fields (the connection stays the connector's)."""
+        opts = options or self._options
         started = time.perf_counter()
         setup = orjson.dumps(setup_message(opts, resume_handle))
         ws: ClientConnection | None = None
@@ -231,6 +247,12 @@ class DirectSession:
 
     async def send_text(self, text: str) -> None:
         await self._send_frame(orjson.dumps({"realtime_input": {"text": text}}))
+
+    async def send_activity_start(self) -> None:
+        await self._send_frame(_ACTIVITY_START)
+
+    async def send_activity_end(self) -> None:
+        await self._send_frame(_ACTIVITY_END)
 
     async def send_tool_responses(self, responses: list[ToolResponse]) -> None:
         # Keys as google-genai serialises `FunctionResponse` (None fields left out).

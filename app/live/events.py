@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from app.live.options import LiveOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,11 @@ class LiveSession(Protocol):
 
     async def send_text(self, text: str) -> None: ...
 
+    # Only with automatic activity detection disabled: the caller's turn is marked.
+    async def send_activity_start(self) -> None: ...
+
+    async def send_activity_end(self) -> None: ...
+
     async def send_tool_responses(self, responses: list[ToolResponse]) -> None: ...
 
     def events(self) -> AsyncIterator[LiveEvent]:
@@ -133,6 +141,13 @@ class LiveSession(Protocol):
 
 
 class LiveConnector(Protocol):
-    """Opens Live sessions; `resume_handle` continues an earlier conversation."""
+    """Opens Live sessions; `resume_handle` continues an earlier conversation.
 
-    async def connect(self, *, resume_handle: str | None = None) -> LiveSession: ...
+    `options` carries one call's session fields (its agent's model, voice, prompt, tools
+    and Live options); None uses the connector's own. Key, URL, TLS and keepalive are
+    always the connector's.
+    """
+
+    async def connect(
+        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+    ) -> LiveSession: ...

@@ -100,6 +100,17 @@ class LiveLink:
             with contextlib.suppress(LiveClosedError):
                 await self._session.send_audio_stream_end()
 
+    async def send_activity_start(self) -> None:
+        await self._wait_connected()
+        assert self._session is not None
+        await self._session.send_activity_start()
+
+    async def send_activity_end(self) -> None:
+        # Like audioStreamEnd: an end lost to a reconnection has nothing left to end.
+        if self._session is not None:
+            with contextlib.suppress(LiveClosedError):
+                await self._session.send_activity_end()
+
     async def send_tool_responses(self, responses: list[ToolResponse]) -> None:
         await self._wait_connected()
         assert self._session is not None

@@ -40,8 +40,32 @@ def parse_duration(value: object) -> float | None:
 
 
 @dataclass(frozen=True)
+class ActivityDetection:
+    """`realtimeInputConfig.automaticActivityDetection`; None fields are not sent.
+
+    Sensitivities are the Live API's enum names (`START_SENSITIVITY_LOW`, ...).
+    """
+
+    disabled: bool | None = None
+    start_of_speech_sensitivity: str | None = None
+    end_of_speech_sensitivity: str | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The set fields, snake_case as google-genai's dump sends them."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
 class LiveOptions:
-    """What every session of this service is opened with."""
+    """What a session is opened with: the connection (key, URL, TLS, keepalive) and the
+    session fields (model, voice, prompt, tools, Live options), which may differ per call
+    (`LiveConnector.connect(options=...)`: one agent's options for this call).
+
+    The optional Live options (None) are sent only when set, so the server's defaults
+    apply otherwise.
+    """
 
     api_key: str
     model: str
@@ -59,3 +83,9 @@ class LiveOptions:
     compression_trigger_tokens: int = 100_000
     compression_target_tokens: int = 50_000
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    # --- optional Live options, each sent only when set ---------------------------
+    language: str | None = None  # BCP-47: generationConfig.speechConfig.languageCode
+    activity_detection: ActivityDetection | None = None  # realtimeInputConfig
+    affective_dialog: bool | None = None  # generationConfig.enableAffectiveDialog
+    proactive_audio: bool | None = None  # proactivity.proactiveAudio
+    thinking_budget: int | None = None  # generationConfig.thinkingConfig.thinkingBudget

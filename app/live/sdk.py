@@ -116,18 +116,22 @@ class GeminiConnector:
         )
         self._client = genai.Client(api_key=options.api_key, http_options=http_options)
 
-    def config(self, resume_handle: str | None) -> types.LiveConnectConfig:
-        opts = self._options
+    def config(
+        self, resume_handle: str | None, options: LiveOptions | None = None
+    ) -> types.LiveConnectConfig:
+        opts = options or self._options
         tools: list[Any] | None = None
         if opts.tool_declarations:
             declarations = [types.FunctionDeclaration(**d) for d in opts.tool_declarations]
             tools = [types.Tool(function_declarations=declarations)]
+        vad = opts.activity_detection
         return types.LiveConnectConfig(
             response_modalities=[types.Modality.AUDIO],
             speech_config=types.SpeechConfig(
                 voice_config=types.VoiceConfig(
                     prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=opts.voice)
-                )
+                ),
+                language_code=opts.language,
             ),
             system_instruction=opts.instructions,
             tools=tools,
@@ -138,13 +142,35 @@ class GeminiConnector:
                 trigger_tokens=opts.compression_trigger_tokens,
                 sliding_window=types.SlidingWindow(target_tokens=opts.compression_target_tokens),
             ),
+            realtime_input_config=(
+                None
+                if vad is None
+                else types.RealtimeInputConfig(
+                    automatic_activity_detection=types.AutomaticActivityDetection(**vad.fields())
+                )
+            ),
+            enable_affective_dialog=opts.affective_dialog,
+            proactivity=(
+                None
+                if opts.proactive_audio is None
+                else types.ProactivityConfig(proactive_audio=opts.proactive_audio)
+            ),
+            thinking_config=(
+                None
+                if opts.thinking_budget is None
+                else types.ThinkingConfig(thinking_budget=opts.thinking_budget)
+            ),
         )
 
-    async def connect(self, *, resume_handle: str | None = None) -> GeminiSession:
+    async def connect(
+        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+    ) -> GeminiSession:
+        """`options`: this call's session fields (the connection stays the connector's)."""
         stack = contextlib.AsyncExitStack()
         started = time.perf_counter()
+        opts = options or self._options
         manager = self._client.aio.live.connect(
-            model=self._options.model, config=self.config(resume_handle)
+            model=opts.model, config=self.config(resume_handle, opts)
         )
         try:
             async with asyncio.timeout(self._options.connect_timeout):
@@ -189,6 +215,12 @@ class GeminiSession:
 
     async def send_text(self, text: str) -> None:
         await self._guard(self._session.send_realtime_input(text=text))
+
+    async def send_activity_start(self) -> None:
+        await self._guard(self._session.send_realtime_input(activity_start=types.ActivityStart()))
+
+    async def send_activity_end(self) -> None:
+        await self._guard(self._session.send_realtime_input(activity_end=types.ActivityEnd()))
 
     async def send_tool_responses(self, responses: list[ToolResponse]) -> None:
         function_responses = [

@@ -137,6 +137,7 @@ def build_record(
         "stream_sid": clean.get("stream_sid"),
         "from": clean.get("from"),
         "to": clean.get("to"),
+        "agent": clean.get("agent"),  # who answered (app/agents); None in older records
         "started_at": iso_utc(started_at),
         "ended_at": iso_utc(ended_at),
         "duration_s": round(duration_s, 3),

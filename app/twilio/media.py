@@ -182,4 +182,5 @@ async def _check_token(services: Services, start: Start) -> None:
     params = start.custom_parameters
     if params.get(CALL_SID_PARAM) != start.call_sid:
         raise SignatureError("stream parameters do not belong to this call")
-    await services.stream_tokens.redeem(start.call_sid, params.get(TOKEN_PARAM))
+    covered = {k: v for k, v in params.items() if k != TOKEN_PARAM}
+    await services.stream_tokens.redeem(start.call_sid, params.get(TOKEN_PARAM), covers=covered)

@@ -17,9 +17,10 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
+import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -89,14 +90,26 @@ class StreamTokens:
         self._ttl = ttl_seconds
         self._used = used
 
-    def issue(self, call_sid: str, now: float | None = None) -> str:
+    def issue(
+        self, call_sid: str, now: float | None = None, covers: Mapping[str, str] | None = None
+    ) -> str:
+        """A token for `call_sid`, also covering the stream's other `<Parameter>`s
+        (`covers`, e.g. the chosen agent): a stream whose parameters were altered is
+        refused, so the media side may trust them."""
         expires = int((now if now is not None else time.time()) + self._ttl)
         nonce = secrets.token_hex(8)
         body = f"{expires}.{nonce}"
-        return f"{body}.{self._sign(call_sid, body)}"
+        return f"{body}.{self._sign(call_sid, body, covers)}"
 
-    async def redeem(self, call_sid: str, token: str | None, now: float | None = None) -> None:
-        """Raise `SignatureError` unless the token is valid for this call and unused."""
+    async def redeem(
+        self,
+        call_sid: str,
+        token: str | None,
+        now: float | None = None,
+        covers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Raise `SignatureError` unless the token is valid for this call (and the
+        parameters it covers) and unused."""
         if not token:
             raise SignatureError("stream token missing")
         try:
@@ -104,7 +117,7 @@ class StreamTokens:
             expires = int(expires_text)
         except ValueError:
             raise SignatureError("stream token malformed") from None
-        expected = self._sign(call_sid, f"{expires_text}.{nonce}")
+        expected = self._sign(call_sid, f"{expires_text}.{nonce}", covers)
         if not hmac.compare_digest(signature, expected):
             raise SignatureError("stream token does not match this call")
         current = now if now is not None else time.time()
@@ -113,6 +126,10 @@ class StreamTokens:
         if not await self._used.claim(f"{call_sid}:{nonce}", expires - current + 1):
             raise SignatureError("stream token already used")
 
-    def _sign(self, call_sid: str, body: str) -> str:
-        mac = hmac.new(self._key.digest(), f"{call_sid}.{body}".encode(), hashlib.sha256)
+    def _sign(self, call_sid: str, body: str, covers: Mapping[str, str] | None = None) -> str:
+        message = f"{call_sid}.{body}".encode()
+        if covers:
+            # Unambiguous: JSON of the sorted pairs (names and values may hold dots).
+            message += b"." + orjson.dumps(sorted(covers.items()))
+        mac = hmac.new(self._key.digest(), message, hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()[:18]).decode()

@@ -9,6 +9,13 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.agents.session import (
+    AGENT_PARAM,
+    DIRECTION_PARAM,
+    RESERVED_PARAMS,
+    CallConnector,
+    facts_from_parameters,
+)
 from app.services import Services
 from app.twilio.public_url import public_base, request_public_url
 from app.twilio.stream_tokens import CALL_SID_PARAM, TOKEN_PARAM
@@ -63,20 +70,47 @@ async def voice(request: Request) -> Response:
         bound.info("webhook.refused_draining")
         return Response(say_and_hangup_twiml(DRAINING_NOTICE), media_type=XML)
     base = public_base(services, request)
-    parameters = {
-        CALL_SID_PARAM: call_sid,
-        TOKEN_PARAM: services.stream_tokens.issue(call_sid),
-        "from": form.get("From", "")[:64],
-        "to": form.get("To", "")[:64],
-    }
+    parameters, call = agent_call(services, call_sid, form, dict(request.query_params))
+    parameters[TOKEN_PARAM] = services.stream_tokens.issue(call_sid, covers=parameters)
     twiml = stream_twiml(
         websocket_url(base) + "/twilio/media",
         parameters,
         status_callback=base + "/twilio/status",
     )
-    services.prewarm.start(call_sid)
-    bound.info("webhook.voice", caller=form.get("From"), direction=form.get("Direction"))
+    services.prewarm.start(call_sid, call.open)
+    bound.info(
+        "webhook.voice", caller=form.get("From"), direction=form.get("Direction"),
+        agent=call.agent.name,
+    )  # fmt: skip
     return Response(twiml, media_type=XML)
+
+
+def agent_call(
+    services: Services, call_sid: str, form: dict[str, str], query: dict[str, str]
+) -> tuple[dict[str, str], CallConnector]:
+    """The stream's <Parameter>s and the call's connector, as its agent answers it.
+
+    The agent: `?agent=NAME` on the (signed) webhook URL, as `voicebot call --agent`
+    sets it, else by number (see `AgentBook.for_call`). The URL's other query
+    parameters ride along to the hook, the stream and the tools.
+    """
+    direction = form.get("Direction", "inbound")[:32]
+    agent = services.agents.for_call(
+        to=form.get("To", ""), from_=form.get("From", ""), direction=direction,
+        requested=query.get(AGENT_PARAM),
+    )  # fmt: skip
+    parameters = {k[:64]: v[:256] for k, v in list(query.items())[:8] if k not in RESERVED_PARAMS}
+    parameters |= {
+        CALL_SID_PARAM: call_sid,
+        "from": form.get("From", "")[:64],
+        "to": form.get("To", "")[:64],
+        DIRECTION_PARAM: direction,
+        AGENT_PARAM: agent.name,
+    }
+    if query.get(AGENT_PARAM) not in (None, agent.name):
+        log.warning("webhook.unknown_agent", requested=query[AGENT_PARAM][:64], using=agent.name)
+    facts = facts_from_parameters(call_sid, parameters, agent.name)
+    return parameters, CallConnector(services, agent, facts)
 
 
 async def status(request: Request) -> Response:

@@ -75,3 +75,14 @@ async def test_healthz_and_readyz(
         assert ready.status_code == 200
         assert ready.json()["status"] == "ready"
         assert ready.json().get("redis") == ("ok" if redis == "reachable" else None)
+
+
+def test_a_bad_agents_file_stops_start_up_naming_the_agent_and_field(tmp_path: Path) -> None:
+    agents = tmp_path / "agents.toml"
+    agents.write_text('[agents.sales]\ndefault = true\nvoice = "Bob"\n')
+    settings = BASE | {"TWILIO_AUTH_TOKEN": "an-auth-token", "AGENTS_FILE": str(agents)}
+    result = run_voicebot(tmp_path, settings, "serve", "--port", str(free_port()))
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert "agent 'sales', field 'voice': unknown voice 'Bob'" in line
+    assert "Traceback" not in result.stderr + result.stdout

@@ -13,7 +13,15 @@ from structlog.testing import capture_logs
 
 from app.call.state import MemoryStateStore
 from tests.tools.fakes import make_context
-from tools import ToolContext, ToolDispatcher, ToolError, ToolRegistry, ToolResult, tool
+from tools import (
+    Scheduled,
+    ToolContext,
+    ToolDispatcher,
+    ToolError,
+    ToolRegistry,
+    ToolResult,
+    tool,
+)
 
 
 @dataclass
@@ -237,3 +245,26 @@ async def test_every_call_is_logged_with_duration(dispatcher: ToolDispatcher) ->
     (entry,) = [e for e in logs if e["event"] == "tool.call"]
     assert entry["tool"] == "add" and entry["outcome"] == "ok"
     assert entry["call_id"] == "call-1" and isinstance(entry["duration_s"], float)
+
+
+@tool(behavior="NON_BLOCKING")
+async def watch_order(urgent: bool) -> Scheduled:
+    """Non-blocking tool whose result picks its own scheduling."""
+    return Scheduled({"status": "shipped"}, "INTERRUPT" if urgent else "SILENT")
+
+
+@tool
+async def blocking_scheduled() -> Scheduled:
+    """A blocking tool cannot schedule: the choice is ignored."""
+    return Scheduled("done", "SILENT")
+
+
+async def test_a_result_chooses_its_own_scheduling() -> None:
+    registry = ToolRegistry([watch_order, blocking_scheduled])
+    d = ToolDispatcher(registry, make_context(MemoryStateStore()), timeout=2.0)
+    urgent = await run_one(d, "watch_order", {"urgent": True})
+    assert (urgent.scheduling, urgent.response) == ("INTERRUPT", {"result": {"status": "shipped"}})
+    quiet = await run_one(d, "watch_order", {"urgent": False})
+    assert quiet.scheduling == "SILENT"
+    blocking = await run_one(d, "blocking_scheduled", {})
+    assert (blocking.scheduling, blocking.response) == (None, {"result": "done"})

@@ -46,6 +46,10 @@ class CallOptions:
     # Up to this long, wait for the agent's greeting to finish before speaking (a caller
     # listens first); 0 speaks at once.
     wait_for_greeting_seconds: float = 0.0
+    # Keys pressed: (seconds of stream time, digit), sent as Twilio `dtmf` events.
+    dtmf: tuple[tuple[float, str], ...] = ()
+    # Query parameters on the voice webhook URL (signed with it), e.g. {"agent": "sales"}.
+    webhook_query: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # keep the auth token out of logs and tracebacks
         token = "set" if self.auth_token else None

@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -39,6 +40,7 @@ from telephony.messages import (
     OutboundMark,
     OutboundMedia,
     connected_message,
+    dtmf_message,
     inbound_media_message,
     mark_echo_message,
     parse_outbound,
@@ -86,6 +88,7 @@ class _Call:
 
     def __init__(self, options: CallOptions) -> None:
         self.o = options
+        self._keys = sorted(options.dtmf)
         self.report = CallReport(call_sid=options.call_sid, ended_by="error")
         self.player = Player()
         ticks = max(1, round(options.underrun_window_seconds / FRAME_SECONDS))
@@ -132,6 +135,8 @@ class _Call:
 
     async def post_webhook(self) -> StreamInstruction:
         url = self.o.base_url.rstrip("/") + WEBHOOK_PATH
+        if self.o.webhook_query:
+            url += "?" + urlencode(self.o.webhook_query)
         params = {
             "CallSid": self.o.call_sid,
             "AccountSid": self.o.account_sid,
@@ -249,6 +254,10 @@ class _Call:
                 partial(inbound_media_message, sid, chunk=k + 1, timestamp_ms=ts, payload=frame)
             )
             self.sent += frame
+            while self._keys and self._keys[0][0] * 1000 <= ts:
+                digit = self._keys.pop(0)[1]
+                await self.send(partial(dtmf_message, sid, digit=digit))
+                self.emit("dtmf", digit=digit, at_ms=float(ts))
             tick = self.player.tick()
             if self.ear.hear(tick):
                 self._heard_tick = k + 1

@@ -16,6 +16,7 @@ import numpy as np
 
 from app.errors import LiveClosedError, LiveSetupError
 from app.live.events import LiveEvent, SessionInfo, ToolResponse
+from app.live.options import LiveOptions
 from telephony.messages import (
     Mark,
     Media,
@@ -38,6 +39,7 @@ class ScriptedSession:
         self.texts: list[str] = []
         self.tool_responses: list[ToolResponse] = []
         self.stream_ends = 0
+        self.activity: list[str] = []
         self.closed = False
         self._events: asyncio.Queue[object] = asyncio.Queue()
 
@@ -60,6 +62,12 @@ class ScriptedSession:
     async def send_text(self, text: str) -> None:
         self.texts.append(text)
 
+    async def send_activity_start(self) -> None:
+        self.activity.append("start")
+
+    async def send_activity_end(self) -> None:
+        self.activity.append("end")
+
     async def send_tool_responses(self, responses: list[ToolResponse]) -> None:
         self.tool_responses.extend(responses)
 
@@ -80,10 +88,14 @@ class ScriptedConnector:
     sessions: list[ScriptedSession] = field(default_factory=list)
     refuse: int = 0  # how many connects fail before one succeeds
     handles: list[str | None] = field(default_factory=list)
+    options: list[LiveOptions | None] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def connect(self, *, resume_handle: str | None = None) -> ScriptedSession:
+    async def connect(
+        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+    ) -> ScriptedSession:
         self.handles.append(resume_handle)
+        self.options.append(options)
         if self.refuse:
             self.refuse -= 1
             raise LiveSetupError("Live refused setup: code 1007: API key not valid")

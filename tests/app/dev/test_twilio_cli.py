@@ -192,3 +192,20 @@ def test_voicebot_cli_end_to_end(
     [call] = state.calls.values()
     assert call.from_ == NUMBER
     assert state.auth_token not in capsys.readouterr().out
+
+
+async def test_call_with_agent_puts_it_on_the_signed_voice_url(
+    fake: tuple[str, FakeTwilioState], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _, state = fake
+    agents = tmp_path / "agents.toml"
+    agents.write_text('[agents.front]\ndefault = true\n[agents.sales]\nvoice = "Kore"\n')
+    settings = settings_for(fake, agents_file=agents)
+    args = parse("call", "+15550105555", "--from", NUMBER, "--agent", "sales")
+    assert await twilio_cli.run(args, settings) == 0
+    [call] = state.calls.values()
+    assert call.url == f"{PUBLIC}/twilio/voice?agent=sales"
+
+    args = parse("call", "+15550105555", "--from", NUMBER, "--agent", "nobody")
+    assert await twilio_cli.run(args, settings) == 2
+    assert "no agent 'nobody'; agents: front, sales" in capsys.readouterr().err

@@ -45,7 +45,7 @@ from app.live.events import (
     TurnComplete,
     Usage,
 )
-from app.live.options import INPUT_MIME, LiveOptions
+from app.live.options import INPUT_MIME, ActivityDetection, LiveOptions
 from app.live.sdk import GeminiConnector
 from app.server import gemini_connector
 from app.settings import load_settings
@@ -812,3 +812,95 @@ def test_live_client_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIVE_CLIENT", "grpc")
     with pytest.raises(ConfigError, match="LIVE_CLIENT"):
         load_settings(env_file=None)
+
+
+# --- per-call Live options (issue 15) -------------------------------------------------
+
+
+def every_live_option() -> dict[str, Any]:
+    """Every optional Live setting the agents file can set, each to a non-default value."""
+    return {
+        "language": "de-DE",
+        "activity_detection": ActivityDetection(
+            disabled=False,
+            start_of_speech_sensitivity="START_SENSITIVITY_LOW",
+            end_of_speech_sensitivity="END_SENSITIVITY_HIGH",
+            prefix_padding_ms=40,
+            silence_duration_ms=700,
+        ),
+        "affective_dialog": True,
+        "proactive_audio": True,
+        "thinking_budget": 512,
+        "compression_trigger_tokens": 64_000,
+        "compression_target_tokens": 32_000,
+    }
+
+
+async def test_every_live_option_is_sent_as_the_sdk_names_it(
+    fake_live_factory: FakeLiveFactory,
+) -> None:
+    """Per-call options given to `connect(options=...)`: both clients send what
+    google-genai sends for the same LiveConnectConfig, field for field."""
+    server = await fake_live_factory({"audio": {"speed": 0}})
+    base = options_for(server)  # the connector's own options: none of the extras
+    decls = declarations()
+    decls[0] = {**decls[0], "behavior": "NON_BLOCKING"}
+    per_call = options_for(
+        server, voice="Kore", instructions="Agent two.", tool_declarations=decls,
+        **every_live_option(),
+    )  # fmt: skip
+    for connector in (GeminiConnector(base), DirectConnector(base)):
+        session = await connector.connect(options=per_call)
+        await session.close()
+    sdk, direct = server.sessions[-2:]
+    assert sdk.setup is not None and direct.setup is not None
+    assert direct.setup == sdk.setup
+    setup = camel_keys(direct.setup)
+    generation = setup["generationConfig"]
+    assert generation["speechConfig"]["languageCode"] == "de-DE"
+    assert generation["speechConfig"]["voiceConfig"]["prebuiltVoiceConfig"]["voiceName"] == "Kore"
+    assert generation["enableAffectiveDialog"] is True
+    assert generation["thinkingConfig"] == {"thinkingBudget": 512}
+    assert setup["proactivity"] == {"proactiveAudio": True}
+    assert setup["realtimeInputConfig"] == {
+        "automaticActivityDetection": {
+            "disabled": False,
+            "startOfSpeechSensitivity": "START_SENSITIVITY_LOW",
+            "endOfSpeechSensitivity": "END_SENSITIVITY_HIGH",
+            "prefixPaddingMs": 40,
+            "silenceDurationMs": 700,
+        }
+    }
+    assert setup["contextWindowCompression"] == {
+        "triggerTokens": 64_000,
+        "slidingWindow": {"targetTokens": 32_000},
+    }
+    assert setup["systemInstruction"]["parts"][0]["text"] == "Agent two."
+    assert setup["tools"][0]["functionDeclarations"][0]["behavior"] == "NON_BLOCKING"
+
+
+async def test_options_left_unset_are_not_sent(fake_live: FakeLiveServer) -> None:
+    session = await DirectConnector(options_for(fake_live)).connect()
+    await session.close()
+    setup = camel_keys(fake_live.sessions[-1].setup)
+    assert "languageCode" not in setup["generationConfig"]["speechConfig"]
+    for absent in ("enableAffectiveDialog", "thinkingConfig"):
+        assert absent not in setup["generationConfig"]
+    assert "proactivity" not in setup and "realtimeInputConfig" not in setup
+
+
+async def test_activity_marks_reach_the_server_from_both_clients(
+    fake_live_factory: FakeLiveFactory,
+) -> None:
+    """With automatic activity detection off, activityStart/End delimit the caller's turn."""
+    server = await fake_live_factory({"audio": {"speed": 0}, "greeting": {"clip": None}})
+    off = options_for(server, activity_detection=ActivityDetection(disabled=True))
+    for connector in (GeminiConnector(off), DirectConnector(off)):
+        async with opened(connector) as session:
+            await session.send_activity_start()
+            await send_pcm(session, utterance(0.4))
+            await session.send_activity_end()
+            events = await collect(session, seen(TurnComplete))
+            assert audio_of(events)  # the fake answered the marked turn
+    for record in server.sessions[-2:]:
+        assert [name for _, name in record.signals] == ["activity_start", "activity_end"]

@@ -200,3 +200,14 @@ async def test_a_flood_of_bad_frames_closes_the_stream_with_a_reason(server: Ser
 async def test_healthz(server: Server) -> None:
     assert (await server.http.get(f"{server.base}/healthz")).json() == {"status": "ok"}
     assert (await server.http.get(f"{server.base}/readyz")).status_code == 200
+
+
+async def test_the_token_covers_the_stream_parameters(server: Server) -> None:
+    """The agent (and every other <Parameter>) is covered: a changed one is refused."""
+    params = await server.stream_params()
+    assert params["agent"] == "default"
+    for name, value in (("agent", "vip"), ("from", "+15550000000"), ("extra", "x")):
+        altered = params | {name: value}
+        assert await closed_code(server, server.signed(), start_for(altered)) == 1008
+    first = await closed_code(server, server.signed(), connected_message(), start_for(params), STOP)
+    assert first == 1000

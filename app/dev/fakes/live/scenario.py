@@ -26,6 +26,7 @@ on text input, generic replies to caller speech). The format (JSON, snake_case k
   "tool_response_timeout": 10.0,
   "instant": false,                   // benchmark mode, see below
   "frame_type": "binary",             // server frames: "binary" (as Google) or "text"
+  "generate": {"mode": "schema"},     // generateContent: schema|fixed|invalid_json|error
   "faults": {"go_away_after_turns": null, "go_away_time_left": 2.0,
              "close_after_turns": null, "close_mid_reply": false,
              "close_code": 1011, "close_reason": "Internal error encountered.",
@@ -173,6 +174,19 @@ class Faults(_Model):
     repeat: bool = False
 
 
+class GenerateConfig(_Model):
+    """How generateContent (post-call analysis) answers.
+
+    "schema": a JSON object made up from the request's responseJsonSchema; "fixed":
+    `response` as the answer's JSON text; "invalid_json": text that is not JSON;
+    "error": HTTP `status` with Google's error body.
+    """
+
+    mode: Literal["schema", "fixed", "invalid_json", "error"] = "schema"
+    response: dict[str, Any] = Field(default_factory=dict)
+    status: int = Field(default=500, ge=400, le=599)
+
+
 class Scenario(_Model):
     api_key: str | None = None
     models: tuple[str, ...] = ()
@@ -190,6 +204,7 @@ class Scenario(_Model):
     #: WebSocket frame type of server messages; the real server sends binary JSON.
     frame_type: Literal["binary", "text"] = "binary"
     faults: Faults = Faults()
+    generate: GenerateConfig = GenerateConfig()
 
     @model_validator(mode="before")
     @classmethod

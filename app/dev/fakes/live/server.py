@@ -20,7 +20,7 @@ from types import TracebackType
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from app.dev.fakes.live import wire
+from app.dev.fakes.live import generate, wire
 from app.dev.fakes.live.records import Conversation, SessionRecord
 from app.dev.fakes.live.scenario import Scenario
 from app.dev.fakes.live.session import LiveSession, SharedState
@@ -55,6 +55,8 @@ class FakeLiveServer:
         self.sessions: list[SessionRecord] = []
         #: Request paths turned away with 404 before the WebSocket handshake.
         self.rejected_paths: list[str] = []
+        #: generateContent requests (post-call analysis), in order.
+        self.generate_requests: list[generate.GenerateRecord] = []
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -77,6 +79,8 @@ class FakeLiveServer:
             # The real service does not ping clients; leave keepalive to the client.
             ping_interval=None,
             max_size=16 * 2**20,
+            # Plain POSTs (generateContent) are answered by the connection itself.
+            create_connection=generate.for_server(lambda: self.scenario, self.generate_requests),
         )
         self._port = self._server.sockets[0].getsockname()[1]
 

@@ -138,3 +138,18 @@ def test_file_level_problems(tmp_path: Path, text: str, message: str) -> None:
 def test_a_missing_agents_file_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="AGENTS_FILE: no such file"):
         load_settings(env_file=None, agents_file=tmp_path / "missing.toml")
+
+
+def test_the_example_in_docs_agents_md_loads(tmp_path: Path) -> None:
+    """docs/agents.md's complete example is a working file (prompt file and tool module
+    stand-ins provided), so the documentation cannot drift from the schema."""
+    docs = (Path(__file__).parents[3] / "docs" / "agents.md").read_text(encoding="utf-8")
+    example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
+    book = load(tmp_path, example, tools_module="tests.tools.sample_user_tools")
+    front = book.for_number("+15550100100")
+    assert front.name == "front-desk" and book.default is front
+    assert front.analysis is not None and front.analysis.schema_["required"] == [
+        "outcome", "summary",
+    ]  # fmt: skip
+    assert front.live.activity_detection is not None
+    assert book.for_number("+15550100201").name == "after-hours"

@@ -88,15 +88,22 @@ class CallConnector:
         self.options = self.render_options(extra, variables)
         try:
             session = await self._connector.connect(options=self.options)
-        finally:
+        except BaseException:
+            if seeding is not None:
+                seeding.add_done_callback(_retrieve)  # the connect error is the one to tell
+            raise
+        try:
             if seeding is not None:
                 await seeding
-        # The bridge counts only sessions it opened itself; this one (pre-warmed or not)
-        # is counted here, like the pre-warm pool does for its own.
-        services.metrics.live_setup(session.info.setup_seconds)
-        greeting = self.agent.greeting
-        if greeting:
-            await session.send_text(render(greeting, variables))
+            # The bridge counts only sessions it opened itself; this one (pre-warmed or
+            # not) is counted here, as the pre-warm pool counts its own.
+            services.metrics.live_setup(session.info.setup_seconds)
+            greeting = self.agent.greeting
+            if greeting:
+                await session.send_text(render(greeting, variables))
+        except BaseException:
+            await session.close()  # never leave a half-set-up session open
+            raise
         return session
 
     async def _earlier_setup(self) -> tuple[str, dict[str, Any]] | None:
@@ -130,6 +137,11 @@ class CallConnector:
             extra, variables = "", self.builtins()
         self.options = self.render_options(extra, variables)
         return self.options
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("call_setup.seed_failed", error=repr(exc))
 
 
 def setup_state(agent: Agent, outcome: HookOutcome, variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,12 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.agents.session import SETUP_KEY, CallConnector, facts_from_parameters
 from app.dev.fakes.live import FakeLiveServer
+from app.errors import LiveClosedError
+from app.live.events import SessionInfo
 from app.server import build_services
 from app.services import Services
 from app.settings import load_settings
@@ -98,3 +102,35 @@ async def test_hook_outcome_is_kept_in_the_calls_state(
     setup = state[SETUP_KEY]
     assert setup["agent"] == "sales" and setup["hook"]["status"] == "ok"
     assert setup["variables"]["caller_number"] == "+15550142424"
+
+
+class GreetingFails:
+    """A connector whose sessions open, then drop as the greeting is sent."""
+
+    def __init__(self) -> None:
+        self.closed: list[bool] = []
+
+    async def connect(self, *, resume_handle: str | None = None, options: Any = None) -> Any:
+        closed = self.closed
+
+        class Session:
+            info = SessionInfo(session_id="s", setup_seconds=0.01)
+
+            async def send_text(self, text: str) -> None:
+                raise LiveClosedError("Live connection closed: code 1011")
+
+            async def close(self) -> None:
+                closed.append(True)
+
+        return Session()
+
+
+async def test_a_session_that_fails_its_greeting_is_closed(tmp_path: Path) -> None:
+    connector = GreetingFails()
+    agents = tmp_path / "agents.toml"
+    agents.write_text(AGENTS)
+    settings = load_settings(env_file=None, agents_file=agents, recordings_dir=tmp_path)
+    services = build_services(settings, connector=connector)
+    with pytest.raises(LiveClosedError):
+        await connector_for(services, "CA" + "1" * 32).open()
+    assert connector.closed == [True]

@@ -19,9 +19,9 @@ from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
 from app.call.state import make_state_store
 from app.errors import ConfigError, RecordingError
+from app.live.config import live_options
 from app.live.direct import DirectConnector
-from app.live.events import LiveConnector
-from app.live.options import LiveOptions
+from app.live.events import LiveConnector, LiveObserver
 from app.logs import suppress_logged
 from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
 from app.recording import prune_recordings, repair_recordings
@@ -36,26 +36,13 @@ from tools.loader import ToolLoadError, build_registry
 log = structlog.get_logger()
 
 
-def gemini_connector(settings: Settings, tool_declarations: list[dict[str, Any]]) -> LiveConnector:
+def gemini_connector(
+    settings: Settings,
+    tool_declarations: list[dict[str, Any]],
+    observer: LiveObserver | None = None,
+) -> LiveConnector:
     """The Live connector chosen by LIVE_CLIENT, both opened with the same options."""
-    api_key = settings.secret("gemini_api_key")
-    if not api_key:
-        raise ConfigError(
-            "GEMINI_API_KEY is not set (run `voicebot demo` to try the service offline)"
-        )
-    options = LiveOptions(
-        api_key=api_key,
-        model=settings.gemini_model,
-        voice=settings.gemini_voice,
-        instructions=settings.instructions,
-        api_version=settings.gemini_api_version,
-        base_url=settings.gemini_base_url,
-        tool_declarations=tool_declarations,
-        ssl_context=settings.ssl_context(),
-        ping_interval=settings.live_ping_interval,
-        ping_timeout=settings.live_ping_timeout,
-        connect_timeout=settings.live_connect_timeout,
-    )
+    options = live_options(settings, tool_declarations, observer)
     if settings.live_client == "sdk":
         # Imported here: the SDK (and its import time) is only needed when chosen.
         from app.live.sdk import GeminiConnector
@@ -87,9 +74,9 @@ def build_services(
         )
     except ToolLoadError as exc:
         raise ConfigError(f"TOOLS / TOOLS_MODULE: {exc}") from None
-    if connector is None:
-        connector = gemini_connector(settings, registry.declarations())
     metrics = metrics or Metrics(raw_samples=settings.bench_timings)
+    if connector is None:
+        connector = gemini_connector(settings, registry.declarations(), metrics)
     redis: Any = None
     used: UsedTokens = MemoryUsedTokens()
     if settings.redis_url:

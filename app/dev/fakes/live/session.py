@@ -160,7 +160,8 @@ class LiveSession:
             return False
         conv = self._conversation(first)
         if conv is None:
-            await self._close("refused", *BAD_HANDLE)
+            chosen = self._sc.resume_refusal
+            await self._close("refused", *((chosen.code, chosen.reason) if chosen else BAD_HANDLE))
             return False
         self._conv = conv
         rec.conversation_id = conv.id
@@ -262,13 +263,20 @@ class LiveSession:
             self._queue.put_nowait("turn")
 
     def _answer(self, fr: wire.FunctionResponse) -> None:
-        call = self._pending.pop(fr.id or "", None)
+        call_id = fr.id or ""
+        if not call_id:
+            # An id-less call is answered by name (the first such call of that name).
+            call_id = next(
+                (i for i, c in self._pending.items() if c.spec.omit_id and c.spec.name == fr.name),
+                "",
+            )
+        call = self._pending.pop(call_id, None)
         if call is None:
             self._rec.log(f"unexpected_tool_response:{fr.id}")
             return
         if not call.future.done():
             call.future.set_result(fr.response)
-        self._check(fr.id or "", call.spec, fr.response, "answered")
+        self._check(call_id, call.spec, fr.response, "answered")
 
     def _check(
         self, call_id: str, spec: ToolCallSpec, response: dict[str, Any] | None, outcome: str
@@ -339,6 +347,8 @@ class LiveSession:
         if caller_text is not None:
             await self._send(wire.server_content(input_text=caller_text))
             self._add_transcript("caller", caller_text)
+        for message in reply.raw:
+            await self._send(message)
         if faults.stall_after_turns == rec.turns_completed and self._fires("stall"):
             rec.log("stall")
             await asyncio.sleep(faults.stall_seconds)
@@ -360,7 +370,11 @@ class LiveSession:
             call_id = spec.id or self._shared.tool_call_id()
             calls.append((call_id, _PendingCall(spec, loop.create_future())))
         self._pending.update(calls)
-        await self._send(wire.tool_call([(i, c.spec.name, c.spec.args) for i, c in calls]))
+        await self._send(
+            wire.tool_call(
+                [(None if c.spec.omit_id else i, c.spec.name, c.spec.args) for i, c in calls]
+            )
+        )
         self._rec.log("tool_call")
         blocking = [(i, c) for i, c in calls if c.spec.blocking]
         if not blocking:
@@ -400,6 +414,7 @@ class LiveSession:
         usage = wire.usage_metadata(
             10 + self._caller_samples * TOKENS_PER_SECOND // wire.INPUT_RATE,
             round(dur * TOKENS_PER_SECOND),
+            vertex=self._rec.vertex,
         )
         if self._sc.audio.bundle:
             message = wire.server_content(

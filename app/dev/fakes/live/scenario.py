@@ -8,6 +8,7 @@ on text input, generic replies to caller speech). The format (JSON, snake_case k
   "api_key": "test-key",              // expected x-goog-api-key; null = accept any
   "models": ["gemini-live-test"],     // allowed models ("models/" prefix optional); [] = any
   "refuse_setup": {"code": 1008, "reason": "..."},   // close every session after setup
+  "refuse_setup_after": null,         // N: refuse_setup only from the (N+1)th connection
   "resume_refused": false,            // refuse every sessionResumption handle
   "resume_refusal": {"code": 1008, "reason": "..."},  // ...with this close
 
@@ -187,6 +188,8 @@ class Scenario(_Model):
     api_key: str | None = None
     models: tuple[str, ...] = ()
     refuse_setup: Refusal | None = None
+    #: Apply `refuse_setup` only to connections after the first N (None: to all).
+    refuse_setup_after: int | None = Field(default=None, ge=0)
     resume_refused: bool = False
     #: The close that refuses a handle (default: the fake's BAD_HANDLE, 1008).
     resume_refusal: Refusal | None = None

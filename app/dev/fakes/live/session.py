@@ -183,7 +183,8 @@ class LiveSession:
                 f"{self._rec.api_version or 'v1beta'}, or is not supported for "
                 "bidiGenerateContent"
             )
-        if self._sc.refuse_setup is not None:
+        after = self._sc.refuse_setup_after
+        if self._sc.refuse_setup is not None and (after is None or self._rec.index >= after):
             return self._sc.refuse_setup.code, self._sc.refuse_setup.reason
         return None
 

@@ -16,7 +16,7 @@ from app.live.history import ConversationLog
 from app.live.link import RESUME_PROMPT, LinkEvent, LiveLink, Reconnected
 from app.live.options import HISTORY_HEADER
 from app.live.refusals import Refusal, classify
-from tests.app.dev.fakes.test_fake_live import utterance
+from tests.app.dev.fakes.test_fake_live import pcm24, utterance
 from tests.app.live.conftest import Client
 from tests.app.live.test_live_direct import FRAME_BYTES, options_for
 from tests.support.fake_live import FakeLiveFactory
@@ -265,3 +265,78 @@ async def test_link_gives_up_only_when_a_fresh_session_fails_too(
     finally:
         await link.close()
     assert len(server.sessions) == connects
+
+
+# --- protocol edge cases through the link ------------------------------------------------------
+
+TINY_AUDIO = {
+    "serverContent": {
+        "modelTurn": {
+            "parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAAA"}}]
+        }
+    }
+}
+
+
+async def test_in_progress_turn_complete_is_no_boundary_for_the_go_away_switch(
+    fake_live_factory: FakeLiveFactory, client: Client
+) -> None:
+    """goAway mid-reply, then turnComplete with interactionStatus IN_PROGRESS: the link
+    waits for the real end of the turn before it moves to a new connection."""
+    raw = [
+        TINY_AUDIO,
+        {"goAway": {"timeLeft": "10s"}},
+        {"serverContent": {"turnComplete": True, "interactionStatus": "IN_PROGRESS"}},
+    ]
+    server = await fake_live_factory(
+        {
+            "audio": {"speed": 0},
+            "turns": [{"caller_text": "Hi.", "clip": "reply_generic", "raw": raw}],
+        }
+    )
+    link = LiveLink(client(options_for(server)), sleep=no_sleep)
+    try:
+        events = await run_link(link, lambda es: isinstance(es[-1], Reconnected))
+    finally:
+        await link.close()
+    reconnected = events[-1]
+    assert isinstance(reconnected, Reconnected) and reconnected.reason == "goaway"
+    assert reconnected.kind == "resumed"
+    turns = [e for e in events if isinstance(e, TurnComplete)]
+    assert turns[-2:] == [TurnComplete(in_progress=True), TurnComplete()]
+    # The whole reply was delivered on the old connection before the switch.
+    reply = [e for e in events[events.index(turns[-2]) :] if isinstance(e, AgentAudio)]
+    assert sum(len(e.pcm) for e in reply) == len(pcm24("reply_generic"))
+    assert events[-2] == TurnComplete()  # switched at the real end of the turn
+
+
+async def test_tool_call_without_id_goes_through_the_link_by_name(
+    fake_live_factory: FakeLiveFactory,
+) -> None:
+    """The link gives an id-less call a local id (so the bridge can track and cancel it)
+    and sends the response by name, never with an empty or local id."""
+    from app.live.direct import DirectConnector
+
+    server = await fake_live_factory(
+        {
+            "audio": {"speed": 0},
+            "greeting": {
+                "clip": "greeting",
+                "tool_calls": [
+                    {"name": "lookup", "omit_id": True, "expect": {"ok": True}},
+                    {"name": "lookup", "omit_id": True, "expect": {"ok": True}},
+                ],
+            },
+        }
+    )
+    link = LiveLink(DirectConnector(options_for(server)), sleep=no_sleep)
+    try:
+        events = await run_link(link, lambda es: isinstance(es[-1], TurnComplete))
+    finally:
+        await link.close()
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert [c.call_id for c in calls] == ["no-id-1", "no-id-2"]
+    record = server.sessions[0]
+    assert [r.get("id") for r in record.tool_responses] == [None, None]
+    assert [c.outcome for c in record.tool_checks] == ["answered", "answered"]
+    assert "Tool: lookup({}) returned" in link.conversation.render()

@@ -244,3 +244,29 @@ async def test_tool_call_without_id_is_answered_by_name_direct(
     assert "id" not in response and response["name"] == "lookup"
     (check,) = server.sessions[0].tool_checks
     assert check.passed and check.outcome == "answered"
+
+
+def test_usage_counts_keep_the_old_keys_and_add_the_new_in_the_call_record() -> None:
+    from app.recording.record import CallLog
+
+    log = CallLog(sample_rate=8000)
+    (usage,) = translate_message({"usageMetadata": USAGE_FULL})
+    assert isinstance(usage, Usage)
+    log.add_usage(usage.counts())
+    log.add_usage(usage.counts())  # summed over the call
+    assert log.usage == {
+        "prompt_tokens": 240,
+        "response_tokens": 80,
+        "total_tokens": 380,
+        "thoughts_tokens": 40,
+        "tool_use_prompt_tokens": 12,
+        "cached_tokens": 8,
+        "prompt_tokens_by_modality.AUDIO": 200,
+        "prompt_tokens_by_modality.TEXT": 40,
+        "response_tokens_by_modality.AUDIO": 80,
+    }
+    metrics = Metrics()
+    metrics.live_tokens_used(usage.counts())
+    text = metrics.render().decode()
+    assert 'voicebot_live_tokens_total{kind="thoughts"} 20.0' in text
+    assert 'voicebot_live_tokens_total{kind="prompt"} 120.0' in text

@@ -12,12 +12,20 @@ from typing import Any
 
 import pytest
 
-from app.dev.fakes.live import FakeLiveServer
+from app.dev.fakes.live import FakeLiveServer, Scenario
 from app.dev.fakes.oauth import FakeTokenServer, service_account_key
 from app.errors import ConfigError, LiveSetupError
 from app.live.auth import CredentialTokens, load_credentials
 from app.live.direct import DirectConnector, model_name, setup_message, vertex_url
-from app.live.events import AgentAudio, LiveConnector, Usage
+from app.live.events import (
+    AgentAudio,
+    LiveConnector,
+    LiveEvent,
+    ToolCall,
+    ToolResponse,
+    TurnComplete,
+    Usage,
+)
 from app.live.link import LiveLink, Reconnected
 from app.live.options import LiveOptions, VertexTarget
 from app.live.sdk import GeminiConnector
@@ -270,3 +278,39 @@ def test_vertex_without_credentials_is_a_clear_config_error(tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match="Vertex AI needs Google Cloud credentials"):
         gemini_connector(settings, [])
+
+
+async def test_tool_call_without_id_is_answered_by_name_on_vertex(
+    vertex_factory: Any, client: Client
+) -> None:
+    """Vertex AI may send a function call without an id: both clients answer it by name
+    (google-genai allows an id-less response on Vertex only)."""
+    v = vertex_factory()
+    scenario = Scenario.from_dict(
+        {
+            "audio": {"speed": 0},
+            "greeting": {
+                "clip": "greeting",
+                "tool_calls": [{"name": "lookup", "args": {"q": 1}, "omit_id": True}],
+            },
+        }
+    )
+    server = FakeLiveServer(scenario, token_check=v.oauth.is_valid)
+    await server.start()
+    try:
+        async with opened(client(v.options(server))) as session:
+
+            async def answer(event: LiveEvent) -> None:
+                if isinstance(event, ToolCall):
+                    await session.send_tool_responses(
+                        [ToolResponse(event.call_id, event.name, {"found": True})]
+                    )
+
+            await session.send_text("hi")
+            events = await collect(session, seen(TurnComplete), on_event=answer)
+    finally:
+        await server.stop()
+    assert [e for e in events if isinstance(e, ToolCall)] == [ToolCall("", "lookup", {"q": 1})]
+    (response,) = server.sessions[0].tool_responses
+    assert "id" not in response and response["name"] == "lookup"
+    assert [c.outcome for c in server.sessions[0].tool_checks] == ["answered"]

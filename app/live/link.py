@@ -263,7 +263,9 @@ class LiveLink:
     ) -> Reconnected:
         await self._attach(session)
         if kind == "fresh_session" and self._resume_prompt:
-            await session.send_text(self._resume_prompt)
+            # If the new connection is already gone, reading it says so (and reconnects).
+            with contextlib.suppress(LiveClosedError):
+                await session.send_text(self._resume_prompt)
         self.reconnects += 1
         self._log.info("live.reconnected", reason=reason, attempts=attempts, kind=kind)
         return Reconnected(reason, attempts, session.info.setup_seconds, kind)

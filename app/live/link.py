@@ -49,6 +49,9 @@ RESUME_PROMPT = (
     "(The phone line dropped for a moment and the caller is back. Carry on from where "
     "the conversation left off: if you were answering, finish briefly.)"
 )
+# After goAway, how long the link waits at a turn boundary for that turn's resumption
+# handle (Live sends it just after turnComplete) before switching with the older one.
+HANDLE_WAIT_S = 1.0
 # Local ids for tool calls Live sent without one (answered by name; see send_tool_responses).
 _NO_ID_PREFIX = "no-id-"
 
@@ -162,38 +165,77 @@ class LiveLink:
             yield await self._reconnect(reason)
 
     async def _session_events(self, session: LiveSession) -> AsyncGenerator[LiveEvent | None, None]:
-        """One connection's events; yields None at the first turn boundary after goAway."""
+        """One connection's events; yields None where the link should switch after goAway.
+
+        The switch waits for a turn boundary (no agent audio in flight; a turnComplete
+        "IN_PROGRESS" is none). Live sends the turn's resumption handle just after its
+        turnComplete, so at the boundary the link also waits (up to HANDLE_WAIT_S) for
+        that handle: resuming with the one before would lose the last turn.
+        """
         go_away = False
         in_turn = False
-        conversation = self.conversation
-        async for event in session.events():
-            if isinstance(event, ResumptionUpdate) and event.resumable and event.handle:
-                self._handle = event.handle
-            if isinstance(event, AgentAudio):
-                in_turn = True
-            elif isinstance(event, CallerTranscript):
-                conversation.said("Caller", event.text)
-            elif isinstance(event, AgentTranscript):
-                conversation.said("Agent", event.text)
-            elif isinstance(event, Interrupted) or (
-                # "IN_PROGRESS": more of the same interaction follows; no boundary yet.
-                isinstance(event, TurnComplete) and not event.in_progress
-            ):
-                in_turn = False
-                conversation.turn_over()
-            elif isinstance(event, ToolCall):
-                if not event.call_id:
-                    event = replace(event, call_id=f"{_NO_ID_PREFIX}{next(self._no_id)}")
-                conversation.tool_called(event.call_id, event.name, event.args)
-            yield event
-            if isinstance(event, GoAway):
-                go_away = True
-                self._log.info("live.goaway", time_left_s=event.time_left_s)
-            if go_away and not in_turn:
-                yield None
-                return
+        fresh_handle = False  # a handle arrived since the agent last spoke
+        switch_by: float | None = None  # loop time: switch now, handle or not
+        loop = asyncio.get_running_loop()
+        stream = session.events()
+        try:
+            while True:
+                try:
+                    if switch_by is None:
+                        event = await anext(stream)
+                    else:
+                        async with asyncio.timeout_at(switch_by):
+                            event = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    yield None  # no new handle came: switch with the newest we have
+                    return
+                if isinstance(event, ResumptionUpdate) and event.resumable and event.handle:
+                    self._handle = event.handle
+                    fresh_handle = True
+                if isinstance(event, AgentAudio):
+                    in_turn, fresh_handle, switch_by = True, False, None
+                elif isinstance(event, Interrupted) or (
+                    # "IN_PROGRESS": more of the same interaction follows; no boundary yet.
+                    isinstance(event, TurnComplete) and not event.in_progress
+                ):
+                    in_turn = False
+                event = self._note(event)
+                yield event
+                if isinstance(event, GoAway):
+                    go_away = True
+                    self._log.info("live.goaway", time_left_s=event.time_left_s)
+                if go_away and not in_turn:
+                    if fresh_handle or self._handle is None:
+                        yield None
+                        return
+                    if switch_by is None:
+                        switch_by = loop.time() + HANDLE_WAIT_S
+        finally:
+            # Close the connection's generator now (an async iterator need not have aclose).
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:
+                await closer()
         if not self._closed:
             raise LiveClosedError("Live connection ended")
+
+    def _note(self, event: LiveEvent) -> LiveEvent:
+        """Keep the conversation log (for a fresh session); id-less calls get a local id."""
+        conversation = self.conversation
+        if isinstance(event, CallerTranscript):
+            conversation.said("Caller", event.text)
+        elif isinstance(event, AgentTranscript):
+            conversation.said("Agent", event.text)
+        elif isinstance(event, Interrupted) or (
+            isinstance(event, TurnComplete) and not event.in_progress
+        ):
+            conversation.turn_over()
+        elif isinstance(event, ToolCall):
+            if not event.call_id:
+                event = replace(event, call_id=f"{_NO_ID_PREFIX}{next(self._no_id)}")
+            conversation.tool_called(event.call_id, event.name, event.args)
+        return event
 
     async def close(self) -> None:
         self._closed = True

@@ -11,7 +11,14 @@ import pytest
 
 from app.dev.fakes.live import FakeLiveServer, clip_text
 from app.errors import LiveClosedError
-from app.live.events import AgentAudio, ToolCall, ToolResponse, TurnComplete
+from app.live.events import (
+    AgentAudio,
+    ResumptionUpdate,
+    ToolCall,
+    ToolResponse,
+    TurnComplete,
+    Usage,
+)
 from app.live.history import ConversationLog
 from app.live.link import RESUME_PROMPT, LinkEvent, LiveLink, Reconnected
 from app.live.options import HISTORY_HEADER
@@ -307,7 +314,13 @@ async def test_in_progress_turn_complete_is_no_boundary_for_the_go_away_switch(
     # The whole reply was delivered on the old connection before the switch.
     reply = [e for e in events[events.index(turns[-2]) :] if isinstance(e, AgentAudio)]
     assert sum(len(e.pcm) for e in reply) == len(pcm24("reply_generic"))
-    assert events[-2] == TurnComplete()  # switched at the real end of the turn
+    # Switched at the real end of the turn, once that turn's handle had come (Live sends
+    # it just after turnComplete): resuming with it keeps the whole reply in context.
+    update = events[-2]
+    assert isinstance(update, ResumptionUpdate) and events.index(turns[-1]) < len(events) - 2
+    assert update.handle == server.sessions[0].handles_sent[-1]
+    assert server.sessions[1].resumption_handle == update.handle
+    assert any(isinstance(e, Usage) for e in events[events.index(turns[-1]) :])
 
 
 async def test_tool_call_without_id_goes_through_the_link_by_name(

@@ -661,14 +661,15 @@ async def test_first_message_must_be_setup_complete(client: Client) -> None:
             await client(raw_options(url, ca)).connect()
 
 
-async def test_ephemeral_token_headers_and_extra_headers() -> None:
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
+async def test_ephemeral_token_headers_and_extra_headers(client: Client) -> None:
     requests: list[tuple[str, dict[str, str]]] = []
     token = "auth_tokens/abc123"
     async with raw_server([SETUP_COMPLETE], requests) as (url, ca):
         options = raw_options(
             url, ca, api_key=f" {token} ", api_version="v1alpha", extra_headers={"x-extra": "1"}
         )
-        async with opened(DirectConnector(options)):
+        async with opened(client(options)):
             pass
     ((path, headers),) = requests
     assert path.endswith("v1alpha.GenerativeService.BidiGenerateContentConstrained")

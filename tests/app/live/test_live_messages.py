@@ -3,6 +3,7 @@ and the protocol's edge cases (protocols.md §5, real message shapes) over the f
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -270,3 +271,26 @@ def test_usage_counts_keep_the_old_keys_and_add_the_new_in_the_call_record() -> 
     text = metrics.render().decode()
     assert 'voicebot_live_tokens_total{kind="thoughts"} 20.0' in text
     assert 'voicebot_live_tokens_total{kind="prompt"} 120.0' in text
+
+
+async def test_sdk_client_drops_an_id_less_response_on_the_gemini_api_with_an_error_log(
+    fake_live_factory: FakeLiveFactory,
+) -> None:
+    """google-genai refuses an id-less function response on the Gemini API (which always
+    sends ids): the SDK client logs it and sends nothing rather than fail the session."""
+    from app.live.sdk import GeminiConnector
+
+    server = await fake_live_factory({"audio": {"speed": 0}})
+    with structlog.testing.capture_logs() as logs:
+        async with opened(GeminiConnector(options_for(server))) as session:
+            await session.send_tool_responses([ToolResponse("", "lookup", {"ok": True})])
+            await session.send_tool_responses(
+                [ToolResponse("", "lookup", {}), ToolResponse("c2", "other", {"ok": True})]
+            )
+    async with asyncio.timeout(5):
+        await server.sessions[0].wait_closed()
+    assert [e["tools"] for e in logs if e["event"] == "live.tool_response_without_id"] == [
+        ["lookup"],
+        ["lookup", "other"],
+    ]
+    assert [r["id"] for r in server.sessions[0].tool_responses] == ["c2"]

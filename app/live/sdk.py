@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import orjson
 import structlog
 from google import genai
 from google.auth import exceptions as google_auth_errors
 from google.genai import errors as genai_errors
 from google.genai import types
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from websockets.typing import Data
 
 from app.errors import LiveClosedError, LiveSetupError
 from app.live.events import (
@@ -42,16 +38,11 @@ from app.live.events import (
     TurnComplete,
     Usage,
 )
+from app.live.frame_watch import WATCH, FrameWatch, WatchedConnection
 
 # Shared with the direct client; re-exported so `from app.live.sdk import ...` works.
 from app.live.options import INPUT_MIME as INPUT_MIME
-from app.live.options import (
-    KindReporter,
-    instructions_with,
-    is_audio_mime,
-    rate_of,
-    unknown_kinds,
-)
+from app.live.options import KindReporter, instructions_with, is_audio_mime, rate_of
 from app.live.options import LiveOptions as LiveOptions
 from app.live.options import parse_duration as parse_duration
 
@@ -118,58 +109,6 @@ def _by_modality(details: Sequence[types.ModalityTokenCount] | None) -> dict[str
         modality = item.modality.value if item.modality else "MODALITY_UNSPECIFIED"
         totals[modality] = totals.get(modality, 0) + (item.token_count or 0)
     return totals
-
-
-# --- seeing what the SDK drops ---------------------------------------------------------------
-
-
-class FrameWatch:
-    """What the SDK's connection received last, seen before the SDK parses it.
-
-    google-genai drops top-level keys it does not know, and a frame with only unknown
-    keys (or only `error`) makes it raise TypeError: to report the kind (as the direct
-    client does) we look at each frame's keys first. The hook is websockets' public
-    `create_connection` option, passed through the SDK's `async_client_args`.
-    """
-
-    def __init__(self, kinds: KindReporter) -> None:
-        self._kinds = kinds
-        #: The last frame held nothing the SDK knows (so its error is no broken session).
-        self.unknown_only = False
-        #: The last frame's top-level keys (for a setup error that says what came instead).
-        self.last_keys: list[str] = []
-
-    def saw(self, frame: Data) -> None:
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            self.unknown_only = False
-            return
-        self.last_keys = sorted(message)[:5] if isinstance(message, dict) else []
-        kinds = unknown_kinds(message) if isinstance(message, dict) else []
-        self.unknown_only = bool(kinds) and len(kinds) == len(message)
-        if kinds:
-            self._kinds.report(kinds)
-
-
-_WATCH: contextvars.ContextVar[FrameWatch | None] = contextvars.ContextVar(
-    "live_frame_watch", default=None
-)
-
-
-class WatchedConnection(ClientConnection):
-    """A websockets client connection that shows each received frame to a `FrameWatch`
-    (the one in context when the SDK opened it, i.e. during `GeminiConnector.connect`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._watch = _WATCH.get()
-
-    async def recv(self, decode: bool | None = None) -> Data:  # type: ignore[override]
-        frame = await super().recv(decode)
-        if self._watch is not None:
-            self._watch.saw(frame)
-        return frame
 
 
 class GeminiConnector:
@@ -249,7 +188,7 @@ class GeminiConnector:
             model=self._options.model, config=self.config(resume_handle, history)
         )
         watch = FrameWatch(KindReporter(self._options.observer))
-        token = _WATCH.set(watch)
+        token = WATCH.set(watch)
         try:
             async with asyncio.timeout(self._options.connect_timeout):
                 session = await stack.enter_async_context(manager)
@@ -280,7 +219,7 @@ class GeminiConnector:
                 f"Vertex AI credentials could not be refreshed: {type(exc).__name__}"
             ) from None
         finally:
-            _WATCH.reset(token)
+            WATCH.reset(token)
         if session.setup_complete is None:
             await _quiet_close(stack)
             got = ", ".join(watch.last_keys) or "nothing"

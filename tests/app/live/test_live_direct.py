@@ -182,6 +182,8 @@ async def test_setup_message_matches_the_sdk(
     assert (direct.resumed, sdk.resumed) == (resume, resume)
     assert direct.path == sdk.path
     assert direct.api_key_present and direct.api_key_valid
+    google = {"authorization", "x-goog-api-client", "x-goog-user-project", "x-goog-api-key"}
+    assert sdk.header_names & google == direct.header_names & google
 
 
 def test_setup_message_shape() -> None:

@@ -143,6 +143,9 @@ async def test_vertex_setup_url_and_headers_match_google_genai(
     assert direct.setup == setup_message(options, handle)["setup"]
     assert sdk.bearer_fingerprint and direct.bearer_fingerprint
     assert not sdk.api_key_present and not direct.api_key_present
+    # The same Google headers (websockets adds the WebSocket ones to both).
+    google = {"authorization", "x-goog-api-client", "x-goog-user-project", "x-goog-api-key"}
+    assert sdk.header_names & google == direct.header_names & google
     assert (sdk.resumed, direct.resumed) == (resume, resume)
 
 

@@ -71,6 +71,8 @@ class SessionRecord:
     vertex: bool = False
     #: A fingerprint (sha256, 12 hex) of the Bearer token presented, never the token.
     bearer_fingerprint: str | None = None
+    #: The handshake's header names, lower-cased (values are never kept).
+    header_names: frozenset[str] = frozenset()
     started_at: float = field(default_factory=time.monotonic)
     setup: dict[str, Any] | None = None
     model: str | None = None

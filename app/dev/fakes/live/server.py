@@ -190,6 +190,7 @@ class FakeLiveServer:
             api_key_valid=key_ok,
             vertex=vertex is not None,
             bearer_fingerprint=hashlib.sha256(token.encode()).hexdigest()[:12] if token else None,
+            header_names=frozenset(name.lower() for name in request.headers),
         )
         async with self._new_session:
             self.sessions.append(record)

@@ -222,7 +222,7 @@ async def test_drop_without_handle_goes_on_in_a_fresh_session() -> None:
     await until(lambda: len(connector.sessions) == 2)
     assert connector.handles == [None, None]
     assert connector.histories[1] is not None and "Caller: Hello there." in connector.histories[1]
-    assert bridge.stats["reconnects"] == 1
+    assert bridge.stats.reconnects == 1
     sock.hang_up()
     await asyncio.wait_for(run, 5)
 

@@ -25,7 +25,8 @@ from websockets.http11 import Request, Response
 from app.dev.fakes.live import wire
 from app.dev.fakes.live.records import Conversation, SessionRecord
 from app.dev.fakes.live.scenario import Scenario
-from app.dev.fakes.live.session import LiveSession, SharedState
+from app.dev.fakes.live.session import LiveSession
+from app.dev.fakes.live.shared import SharedState
 from app.dev.fakes.live.tls import ThrowawayCA
 
 API_KEY_HEADER = "x-goog-api-key"

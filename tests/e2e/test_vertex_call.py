@@ -50,7 +50,8 @@ async def test_a_call_on_vertex_ai(
     assert s.fake is not None
     sessions = [r for r in s.fake.sessions if r.setup is not None]
     assert len(sessions) >= 1  # the call's (and any pre-warmed one)
-    model = f"projects/voicebot-e2e/locations/europe-west4/publishers/google/models/{s.settings.gemini_model}"
+    prefix = "projects/voicebot-e2e/locations/europe-west4/publishers/google/models/"
+    model = prefix + s.settings.gemini_model
     for session in sessions:
         assert session.vertex and session.bearer_fingerprint and not session.api_key_present
         assert session.model == model

@@ -32,7 +32,18 @@ class LiveError(VoicebotError):
 
 
 class LiveSetupError(LiveError):
-    """Live refused or could not complete setup (key, model, network)."""
+    """Live refused or could not complete setup (key, model, network).
+
+    `code`/`reason` are the WebSocket close the server sent instead of setupComplete
+    (None/"" when it never got that far: unreachable, TLS, timeout); the Live link
+    classifies them (`app.live.refusals`) to decide between retrying, a fresh session
+    and giving up.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
 
 
 class LiveClosedError(LiveError):

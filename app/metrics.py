@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+from collections.abc import Mapping
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -37,6 +38,17 @@ BRIDGE_BUCKETS = (
 # Caller stops speaking -> first agent audio: model think time dominates (hundreds of ms).
 RESPONSE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 SETUP_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
+RECONNECT_KINDS = ("resumed", "fresh_session")
+# Usage keys (app.live.events.Usage.counts) -> the live_tokens `kind` label.
+TOKEN_KINDS = {
+    "prompt_tokens": "prompt",
+    "response_tokens": "response",
+    "thoughts_tokens": "thoughts",
+    "tool_use_prompt_tokens": "tool_use_prompt",
+    "cached_tokens": "cached",
+    "total_tokens": "total",
+}
+MAX_UNKNOWN_KINDS = 20
 TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -93,8 +105,31 @@ class Metrics:
             buckets=BRIDGE_BUCKETS,
         )
         self.live_reconnects = Counter(
-            "live_reconnects", "Live session reconnects mid-call.", namespace=ns, registry=r
+            "live_reconnects",
+            "Live session reconnects mid-call, by kind (resumed by handle, or a "
+            "fresh_session given the conversation after Live refused the handle).",
+            ["kind"],
+            namespace=ns,
+            registry=r,
         )
+        self.live_tokens = Counter(
+            "live_tokens",
+            "Live usage tokens, by kind (prompt, response, thoughts, tool_use_prompt, "
+            "cached; total). Per call: see the call record's usage.",
+            ["kind"],
+            namespace=ns,
+            registry=r,
+        )
+        self.live_unknown_messages = Counter(
+            "live_unknown_messages",
+            "Live server messages (top-level fields) of a kind no Live client knows.",
+            ["kind"],
+            namespace=ns,
+            registry=r,
+        )
+        for kind in RECONNECT_KINDS:
+            self.live_reconnects.labels(kind=kind)
+        self._unknown_kinds: set[str] = set()
         self.tool_duration_seconds = Histogram(
             "tool_duration_seconds",
             "Tool call run time, by tool.",
@@ -165,8 +200,23 @@ class Metrics:
     def response_latency(self, seconds: float) -> None:
         self.response_latency_seconds.observe(seconds)
 
-    def reconnected(self) -> None:
-        self.live_reconnects.inc()
+    def reconnected(self, kind: str = "resumed") -> None:
+        self.live_reconnects.labels(kind=kind).inc()
+
+    def live_tokens_used(self, counts: Mapping[str, object]) -> None:
+        for key, value in counts.items():
+            if key in TOKEN_KINDS and isinstance(value, int) and value > 0:
+                self.live_tokens.labels(kind=TOKEN_KINDS[key]).inc(value)
+
+    # --- The Live clients' view (app.live.events.LiveObserver) -------------------
+    def unknown_message(self, kind: str) -> None:
+        # The kind comes from the server: bound the label set.
+        if kind not in self._unknown_kinds:
+            if len(self._unknown_kinds) >= MAX_UNKNOWN_KINDS:
+                kind = "other"
+            else:
+                self._unknown_kinds.add(kind)
+        self.live_unknown_messages.labels(kind=kind).inc()
 
     # --- Everything else ---------------------------------------------------------
     def call_started(self) -> None:

@@ -23,10 +23,10 @@ from app.assets import load_clip_8k
 from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
 from app.call.state import make_state_store
-from app.errors import ConfigError, RecordingError
+from app.errors import RecordingError
+from app.live.config import live_options, session_options
 from app.live.direct import DirectConnector
-from app.live.events import LiveConnector
-from app.live.options import LiveOptions
+from app.live.events import LiveConnector, LiveObserver
 from app.logs import suppress_logged
 from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
 from app.recording import prune_recordings, repair_recordings
@@ -40,33 +40,13 @@ from app.twilio.stream_tokens import MemoryUsedTokens, RedisUsedTokens, StreamTo
 log = structlog.get_logger()
 
 
-def live_options(
-    settings: Settings, tool_declarations: list[dict[str, Any]], api_key: str = ""
-) -> LiveOptions:
-    """The connector's own options; each call's agent replaces the session fields."""
-    return LiveOptions(
-        api_key=api_key,
-        model=settings.gemini_model,
-        voice=settings.gemini_voice,
-        instructions=settings.instructions,
-        api_version=settings.gemini_api_version,
-        base_url=settings.gemini_base_url,
-        tool_declarations=tool_declarations,
-        ssl_context=settings.ssl_context(),
-        ping_interval=settings.live_ping_interval,
-        ping_timeout=settings.live_ping_timeout,
-        connect_timeout=settings.live_connect_timeout,
-    )
-
-
-def gemini_connector(settings: Settings, tool_declarations: list[dict[str, Any]]) -> LiveConnector:
+def gemini_connector(
+    settings: Settings,
+    tool_declarations: list[dict[str, Any]],
+    observer: LiveObserver | None = None,
+) -> LiveConnector:
     """The Live connector chosen by LIVE_CLIENT, both opened with the same options."""
-    api_key = settings.secret("gemini_api_key")
-    if not api_key:
-        raise ConfigError(
-            "GEMINI_API_KEY is not set (run `voicebot demo` to try the service offline)"
-        )
-    options = live_options(settings, tool_declarations, api_key)
+    options = live_options(settings, tool_declarations, observer)
     if settings.live_client == "sdk":
         # Imported here: the SDK (and its import time) is only needed when chosen.
         from app.live.sdk import GeminiConnector
@@ -126,9 +106,9 @@ def build_services(
     agents = build_agents(settings)
     registry = agents.default.registry
     hook = load_hook(settings.call_setup_hook) if settings.call_setup_hook else None
-    if connector is None:
-        connector = gemini_connector(settings, registry.declarations())
     metrics = metrics or Metrics(raw_samples=settings.bench_timings)
+    if connector is None:
+        connector = gemini_connector(settings, registry.declarations(), metrics)
     redis: Any = None
     used: UsedTokens = MemoryUsedTokens()
     if settings.redis_url:
@@ -156,7 +136,7 @@ def build_services(
         tool_registry=registry,
         recorder_factory=call_recorders(settings, agents=agents),
         agents=agents,
-        live_options=live_options(settings, registry.declarations()),
+        live_options=session_options(settings, registry.declarations()),
         setup_hook=hook,
         analysis=analyst(settings, agents, metrics),
         redis=redis,

@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     live_ping_timeout: float = 60.0
     live_connect_timeout: float = 10.0
     live_max_reconnects: int = Field(default=3, ge=0)
+    # Vertex AI instead of an AI Studio key (google-genai's own variable names). Auth is
+    # Application Default Credentials (google-auth): GOOGLE_APPLICATION_CREDENTIALS (a key
+    # file of any kind google-auth reads), else gcloud's ADC file or the metadata server.
+    google_genai_use_vertexai: bool = False
+    google_cloud_project: str | None = None
+    google_cloud_location: str | None = None
+    google_application_credentials: Path | None = None
+    # Vertex AI's Live API versions are v1beta1 (google-genai's default) and v1.
+    vertex_api_version: str = "v1beta1"
     prewarm_timeout: float = Field(default=15.0, gt=0)
 
     # --- Twilio ------------------------------------------------------------------
@@ -117,6 +126,30 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL such as https://bot.example.com")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_vertex(self) -> Settings:
+        if not self.google_genai_use_vertexai:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("GOOGLE_CLOUD_PROJECT (the GCP project id)", self.google_cloud_project),
+                (
+                    "GOOGLE_CLOUD_LOCATION (a region such as us-central1)",
+                    self.google_cloud_location,
+                ),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                "GOOGLE_GENAI_USE_VERTEXAI=true needs " + " and ".join(missing) + " to be set"
+            )
+        key = self.google_application_credentials
+        if key is not None and not key.is_file():
+            raise ValueError(f"GOOGLE_APPLICATION_CREDENTIALS: no such file: {key}")
+        return self
 
     @model_validator(mode="after")
     def _check_prompt_file(self) -> Settings:

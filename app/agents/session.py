@@ -59,11 +59,17 @@ class CallConnector:
         return self._services.connector
 
     async def connect(
-        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+        self,
+        *,
+        resume_handle: str | None = None,
+        options: LiveOptions | None = None,
+        history: str | None = None,
     ) -> LiveSession:
         if options is None:
             options = self.options or await self._options_from_state()
-        return await self._connector.connect(resume_handle=resume_handle, options=options)
+        return await self._connector.connect(
+            resume_handle=resume_handle, options=options, history=history
+        )
 
     async def open(self) -> LiveSession:
         """Hook (unless already run for this call), seed state, connect, greet.

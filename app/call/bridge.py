@@ -13,7 +13,6 @@ rest together. Nothing here touches another call: every object is this call's ow
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -288,15 +287,18 @@ class CallBridge:
                 if self.tools is not None:
                     self.tools.cancel(ids)
             case Usage():
+                counts = event.counts()
                 if self._recorder:
-                    self._recorder.usage(dataclasses.asdict(event))
+                    self._recorder.usage(counts)
+                if self._metrics:
+                    self._metrics.live_tokens_used(counts)
             case Reconnected():
                 self.stats.reconnects += 1
                 self.policy.reconnected()
                 if self._recorder:
-                    self._recorder.reconnect(self.now_sample(), event.reason)
+                    self._recorder.reconnect(self.now_sample(), event.reason, event.kind)
                 if self._metrics:
-                    self._metrics.reconnected()
+                    self._metrics.reconnected(event.kind)
                     self._metrics.live_setup(event.setup_seconds)
             case GoAway() | ResumptionUpdate():
                 pass

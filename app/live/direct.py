@@ -28,12 +28,11 @@ Unknown keys are ignored (the SDK raises TypeError on unknown top-level keys).
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import platform
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,22 +44,21 @@ from websockets.frames import CLOSE_CODE_EXPLANATIONS
 
 from app.errors import LiveClosedError, LiveSetupError
 from app.live.events import (
-    AgentAudio,
-    AgentTranscript,
-    CallerTranscript,
-    GenerationComplete,
-    GoAway,
-    Interrupted,
     LiveEvent,
-    ResumptionUpdate,
     SessionInfo,
-    ToolCall,
-    ToolCallCancellation,
     ToolResponse,
-    TurnComplete,
-    Usage,
 )
-from app.live.options import INPUT_MIME, LiveOptions, is_audio_mime, parse_duration, rate_of
+from app.live.messages import decode_b64 as decode_b64
+from app.live.messages import pick, translate_message
+from app.live.messages import usage_of as usage_of
+from app.live.options import (
+    INPUT_MIME,
+    KindReporter,
+    LiveOptions,
+    VertexTarget,
+    instructions_with,
+    unknown_kinds,
+)
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 # Generous but bounded: Live messages are a few KB of audio; a runaway server must not
@@ -91,14 +89,47 @@ def live_url(base_url: str | None, api_version: str, *, constrained: bool = Fals
     )
 
 
-def model_name(model: str) -> str:
-    """`models/<name>` as the SDK sends it (names already qualified are kept)."""
-    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+def vertex_url(base_url: str | None, location: str, api_version: str) -> str:
+    """Vertex AI's Live endpoint, as google-genai 3.6 builds it: the regional host
+    (`global` and the multi-regions `us`/`eu` have their own), or `base_url` if set."""
+    if base_url:
+        parts = urlsplit(base_url)
+        host, prefix = parts.netloc, parts.path.rstrip("/")
+    else:
+        prefix = ""
+        if location == "global":
+            host = "aiplatform.googleapis.com"
+        elif location in ("us", "eu"):
+            host = f"aiplatform.{location}.rep.googleapis.com"
+        else:
+            host = f"{location}-aiplatform.googleapis.com"
+    return (
+        f"wss://{host}{prefix}/ws/google.cloud.aiplatform."
+        f"{api_version}.LlmBidiService/BidiGenerateContent"
+    )
 
 
-def setup_message(options: LiveOptions, resume_handle: str | None) -> dict[str, Any]:
-    """The `setup` frame, with the same keys and casing google-genai 3.4 sends for
-    `GeminiConnector.config(resume_handle)` (tests compare the two on the fake)."""
+def model_name(model: str, vertex: VertexTarget | None = None) -> str:
+    """The model as the SDK sends it: `models/<name>` for the Gemini API;
+    `projects/P/locations/L/publishers/google/models/<name>` for Vertex AI.
+    Names already qualified are kept."""
+    if vertex is None:
+        return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+    if model.startswith("projects/"):
+        return model
+    if not model.startswith("publishers/"):
+        model = f"publishers/google/models/{model.removeprefix('models/')}"
+    return f"projects/{vertex.project}/locations/{vertex.location}/{model}"
+
+
+def setup_message(
+    options: LiveOptions, resume_handle: str | None, history: str | None = None
+) -> dict[str, Any]:
+    """The `setup` frame, with the same keys and casing google-genai 3.6 sends for
+    `GeminiConnector.config(resume_handle)` (tests compare the two on the fake, for the
+    Gemini API and for Vertex AI). `history`: a fresh session's context (see
+    `instructions_with`). Per-session options go here, in one place."""
+    instructions = instructions_with(options.instructions, history)
     speech: dict[str, Any] = {
         "voice_config": {"prebuilt_voice_config": {"voice_name": options.voice}}
     }
@@ -110,9 +141,9 @@ def setup_message(options: LiveOptions, resume_handle: str | None) -> dict[str, 
     if options.affective_dialog is not None:
         generation["enableAffectiveDialog"] = options.affective_dialog
     setup: dict[str, Any] = {
-        "model": model_name(options.model),
+        "model": model_name(options.model, options.vertex),
         "generationConfig": generation,
-        "systemInstruction": {"parts": [{"text": options.instructions}], "role": "user"},
+        "systemInstruction": {"parts": [{"text": instructions}], "role": "user"},
     }
     if options.tool_declarations:
         # Declarations are already in the SDK's dump form (`parameters_json_schema`, ...);
@@ -143,16 +174,26 @@ class DirectConnector:
 
     def __init__(self, options: LiveOptions) -> None:
         self._options = options
-        self._key = options.api_key.strip()  # the SDK strips it too
-        constrained = self._key.startswith("auth_tokens/")
-        self._url = live_url(options.base_url, options.api_version, constrained=constrained)
-        headers = {"x-goog-api-key": self._key, "x-goog-api-client": _CLIENT_LABEL}
+        self._vertex = options.vertex
+        self._secrets: list[str] = []
+        headers: dict[str, str] = {"x-goog-api-client": _CLIENT_LABEL}
+        if self._vertex is not None:
+            # Vertex AI: a Bearer token added per connect (see `connect`), no API key.
+            self._url = vertex_url(options.base_url, self._vertex.location, options.api_version)
+            if quota := self._vertex.tokens.quota_project:
+                headers["x-goog-user-project"] = quota  # as google-genai does
+        else:
+            key = options.api_key.strip()  # the SDK strips it too
+            self._secrets.append(key)
+            constrained = key.startswith("auth_tokens/")
+            self._url = live_url(options.base_url, options.api_version, constrained=constrained)
+            headers["x-goog-api-key"] = key
+            if constrained:
+                # google-genai sends both headers for ephemeral tokens; so do we.
+                headers["Authorization"] = f"Token {key}"
         headers.update(options.extra_headers)
-        if constrained:
-            # google-genai sends both headers for ephemeral tokens; so do we.
-            headers["Authorization"] = f"Token {self._key}"
+        self._headers = headers
         self._ws_args: dict[str, Any] = {
-            "additional_headers": headers,
             # No permessage-deflate: zlib on every 20 ms frame of base64 PCM (which
             # barely compresses) cost ~10% of the server's CPU in `voicebot bench`.
             "compression": None,
@@ -170,16 +211,28 @@ class DirectConnector:
             self._ws_args["ssl"] = options.ssl_context
 
     async def connect(
-        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+        self,
+        *,
+        resume_handle: str | None = None,
+        options: LiveOptions | None = None,
+        history: str | None = None,
     ) -> DirectSession:
         """`options`: this call's session fields (the connection stays the connector's)."""
-        opts = options or self._options
+        opts = self._options if options is None else options.for_connection(self._options)
         started = time.perf_counter()
-        setup = orjson.dumps(setup_message(opts, resume_handle))
+        setup = orjson.dumps(setup_message(opts, resume_handle, history))
         ws: ClientConnection | None = None
+        headers = self._headers
         try:
             async with asyncio.timeout(opts.connect_timeout):
-                ws = await ws_connect(self._url, **self._ws_args)
+                if self._vertex is not None:
+                    # A fresh (or still valid) token on every connect: the handshake
+                    # is the only place Vertex checks it.
+                    token = await self._vertex.tokens.token()
+                    self._secrets.append(token)
+                    del self._secrets[:-3]
+                    headers = {**headers, "Authorization": f"Bearer {token}"}
+                ws = await ws_connect(self._url, additional_headers=headers, **self._ws_args)
                 await ws.send(setup, text=True)
                 first = _load(await ws.recv(decode=False))
         except TimeoutError:
@@ -189,8 +242,11 @@ class DirectConnector:
             ) from None
         except ConnectionClosed as exc:
             await _quiet_close(ws)
+            code, reason = close_of(exc)
             raise LiveSetupError(
-                f"Live refused setup: {self._scrub(describe_close(exc))}"
+                f"Live refused setup: {self._scrub(describe_close(exc))}",
+                code=code,
+                reason=self._scrub(reason),
             ) from None
         except (OSError, InvalidHandshake, InvalidURI) as exc:
             # OSError covers DNS, refused connections and TLS (ssl.SSLError); InvalidStatus
@@ -205,33 +261,39 @@ class DirectConnector:
             await _quiet_close(ws)  # cancelled while connecting: leave no socket behind
             raise
         assert ws is not None  # connected, or an except clause above raised
-        complete = _get(first, "setupComplete", "setup_complete")
+        complete = pick(first, "setupComplete", "setup_complete")
         if not isinstance(complete, dict):
             await _quiet_close(ws)
             keys = ", ".join(sorted(first)) or "nothing"
             raise LiveSetupError(f"Live setup failed: expected setupComplete, got {keys}")
-        session_id = _get(complete, "sessionId", "session_id")
+        session_id = pick(complete, "sessionId", "session_id")
         info = SessionInfo(
             session_id=session_id if isinstance(session_id, str) else None,
             setup_seconds=time.perf_counter() - started,
             resumed_from=resume_handle,
         )
-        return DirectSession(ws, info)
+        return DirectSession(ws, info, KindReporter(opts.observer))
 
     def _scrub(self, text: str) -> str:
-        # Nothing we format should contain the key, but error texts come from libraries.
-        # (A key too short to be real would only mangle the text.)
-        return text.replace(self._key, "***") if len(self._key) >= 8 else text
+        # Nothing we format should contain the key or a token, but error texts come
+        # from libraries. (A key too short to be real would only mangle the text.)
+        for secret in self._secrets:
+            if len(secret) >= 8:
+                text = text.replace(secret, "***")
+        return text
 
 
 class DirectSession:
     """One open Live connection, seen through the `LiveSession` interface."""
 
-    def __init__(self, ws: ClientConnection, info: SessionInfo) -> None:
+    def __init__(
+        self, ws: ClientConnection, info: SessionInfo, kinds: KindReporter | None = None
+    ) -> None:
         self._ws = ws
         self._send = ws.send
         self.info = info
         self._closed = False
+        self._kinds = kinds or KindReporter(None)
 
     async def send_audio(self, pcm16k: bytes) -> None:
         # The hot path (50 frames per second per call): two concatenations and one
@@ -259,7 +321,11 @@ class DirectSession:
         function_responses: list[dict[str, Any]] = []
         for r in responses:
             response = dict(r.response)  # orjson serialises dicts, not any Mapping
-            item: dict[str, Any] = {"id": r.call_id, "name": r.name, "response": response}
+            item: dict[str, Any] = {"name": r.name, "response": response}
+            if r.call_id:
+                # A call that came without an id is answered by name alone: an empty
+                # id would not match it (as google-genai, which drops a falsy id).
+                item = {"id": r.call_id, **item}
             if r.scheduling is not None:
                 item["scheduling"] = r.scheduling
             if r.will_continue is not None:
@@ -283,13 +349,16 @@ class DirectSession:
                     return
                 raise LiveClosedError(f"Live connection lost: {type(exc).__name__}") from None
             try:
-                events = translate_message(_load(frame))
+                message = _load(frame)
+                events = translate_message(message)
             except (_Malformed, TypeError, ValueError, AttributeError):
                 # ValueError includes binascii.Error (bad base64 audio).
                 if self._closed:
                     return
                 await self.close()
                 raise LiveClosedError("Live sent a malformed message") from None
+            if kinds := unknown_kinds(message):
+                self._kinds.report(kinds)
             for event in events:
                 yield event
 
@@ -310,79 +379,11 @@ class DirectSession:
         return LiveClosedError(f"Live connection closed: {describe_close(exc)}")
 
 
-# --- server -> events ----------------------------------------------------------------
-
-
-def translate_message(message: Mapping[str, Any]) -> list[LiveEvent]:
-    """Every event one server message carries, in the order of `adapter.translate`.
-
-    Each field is looked at on its own (newer models bundle audio, transcripts and
-    turnComplete in one message). The server writes camelCase; snake_case is read too.
-    """
-    events: list[LiveEvent] = []
-    content = _get(message, "serverContent", "server_content")
-    if content is not None:
-        text = _text(_get(content, "inputTranscription", "input_transcription"))
-        if text:
-            events.append(CallerTranscript(text))
-        turn = _get(content, "modelTurn", "model_turn")
-        if turn is not None:
-            for part in turn.get("parts") or ():
-                blob = _get(part, "inlineData", "inline_data")
-                if blob is None:
-                    continue
-                data = blob.get("data")
-                mime = _get(blob, "mimeType", "mime_type")
-                if data and is_audio_mime(mime):
-                    events.append(AgentAudio(decode_b64(data), rate_of(mime)))
-        text = _text(_get(content, "outputTranscription", "output_transcription"))
-        if text:
-            events.append(AgentTranscript(text))
-        if content.get("interrupted"):
-            events.append(Interrupted())
-        if _get(content, "generationComplete", "generation_complete"):
-            events.append(GenerationComplete())
-        if _get(content, "turnComplete", "turn_complete"):
-            events.append(TurnComplete())
-    tool_call = _get(message, "toolCall", "tool_call")
-    if tool_call is not None:
-        for call in _get(tool_call, "functionCalls", "function_calls") or ():
-            args = call.get("args") or {}
-            events.append(ToolCall(call.get("id") or "", call.get("name") or "", dict(args)))
-    cancellation = _get(message, "toolCallCancellation", "tool_call_cancellation")
-    if cancellation is not None and (ids := cancellation.get("ids")):
-        events.append(ToolCallCancellation(tuple(str(i) for i in ids)))
-    update = _get(message, "sessionResumptionUpdate", "session_resumption_update")
-    if update is not None:
-        handle = _get(update, "newHandle", "new_handle")
-        events.append(ResumptionUpdate(handle or None, bool(update.get("resumable"))))
-    go_away = _get(message, "goAway", "go_away")
-    if go_away is not None:
-        events.append(GoAway(parse_duration(_get(go_away, "timeLeft", "time_left"))))
-    usage = _get(message, "usageMetadata", "usage_metadata")
-    if usage is not None:
-        events.append(
-            Usage(
-                int(_get(usage, "promptTokenCount", "prompt_token_count") or 0),
-                int(_get(usage, "responseTokenCount", "response_token_count") or 0),
-                int(_get(usage, "totalTokenCount", "total_token_count") or 0),
-            )
-        )
-    return events
-
-
-def decode_b64(data: str) -> bytes:
-    """Standard base64 (what the server sends) fast; URL-safe or unpadded as a fallback.
-
-    `a2b_base64` silently drops characters outside the standard alphabet, so URL-safe
-    input must be spotted before it is used.
-    """
-    if "-" in data or "_" in data:
-        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-    try:
-        return binascii.a2b_base64(data)
-    except binascii.Error:
-        return binascii.a2b_base64(data + "=" * (-len(data) % 4))
+def close_of(exc: ConnectionClosed) -> tuple[int, str]:
+    """The close code and reason the server sent (1006, "" when none was received)."""
+    if exc.rcvd is not None:
+        return exc.rcvd.code, exc.rcvd.reason[:300]
+    return 1006, ""
 
 
 def describe_close(exc: ConnectionClosed) -> str:
@@ -404,15 +405,6 @@ def _load(frame: bytes | str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise _Malformed
     return obj
-
-
-def _get(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
-    value = obj.get(camel)
-    return obj.get(snake) if value is None else value
-
-
-def _text(transcription: Any) -> str | None:
-    return None if transcription is None else transcription.get("text")
 
 
 async def _quiet_close(ws: ClientConnection | None) -> None:

@@ -44,7 +44,14 @@ class GenerationComplete:
 
 @dataclass(frozen=True, slots=True)
 class TurnComplete:
-    """The model's turn is over."""
+    """The model's turn is over.
+
+    `in_progress`: the server said `interactionStatus: "IN_PROGRESS"` with it (seen in
+    google-genai's fixtures): more output of the same interaction follows, so it is not a
+    boundary at which the link may switch connections after goAway.
+    """
+
+    in_progress: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +81,33 @@ class GoAway:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """`usageMetadata`. Thoughts, tool-use prompts and cached tokens are counted apart,
+    so prompt + response need not equal total. Vertex says `candidatesTokenCount` where
+    the Gemini API says `responseTokenCount`; both land in `response_tokens`."""
+
     prompt_tokens: int = 0
     response_tokens: int = 0
     total_tokens: int = 0
+    thoughts_tokens: int = 0
+    tool_use_prompt_tokens: int = 0
+    cached_tokens: int = 0
+    #: Tokens per modality ("AUDIO", "TEXT", ...), from the *TokensDetails lists.
+    prompt_by_modality: Mapping[str, int] = field(default_factory=dict)
+    response_by_modality: Mapping[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int | dict[str, int]]:
+        """For the call record: the original three keys plus the newer ones (the
+        per-modality details as nested mappings, which the record flattens)."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "response_tokens": self.response_tokens,
+            "total_tokens": self.total_tokens,
+            "thoughts_tokens": self.thoughts_tokens,
+            "tool_use_prompt_tokens": self.tool_use_prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "prompt_tokens_by_modality": dict(self.prompt_by_modality),
+            "response_tokens_by_modality": dict(self.response_by_modality),
+        }
 
 
 LiveEvent = (
@@ -115,6 +146,15 @@ class SessionInfo:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+class LiveObserver(Protocol):
+    """What a Live client reports about the wire that is not an event (metrics, in
+    production: `app.metrics.Metrics` satisfies this; app.live never imports metrics)."""
+
+    def unknown_message(self, kind: str) -> None:
+        """A server message (or top-level field) of a kind neither client knows."""
+        ...
+
+
 class LiveSession(Protocol):
     """One open connection to the Live API."""
 
@@ -146,8 +186,16 @@ class LiveConnector(Protocol):
     `options` carries one call's session fields (its agent's model, voice, prompt, tools
     and Live options); None uses the connector's own. Key, URL, TLS and keepalive are
     always the connector's.
+
+    `history` (only without a handle): the conversation so far as text, for a fresh
+    session that replaces one Live refused to resume; the connector adds it to the
+    system instruction (`app.live.options.instructions_with`).
     """
 
     async def connect(
-        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+        self,
+        *,
+        resume_handle: str | None = None,
+        options: LiveOptions | None = None,
+        history: str | None = None,
     ) -> LiveSession: ...

@@ -86,8 +86,8 @@ class CallLog:
         self._open_turn = None  # speech after a barge-in is a new turn
         self.interruptions.append({"at_s": self.seconds(at_sample)})
 
-    def add_reconnect(self, at_sample: int, reason: str) -> None:
-        self.reconnects.append({"at_s": self.seconds(at_sample), "reason": reason})
+    def add_reconnect(self, at_sample: int, reason: str, kind: str = "resumed") -> None:
+        self.reconnects.append({"at_s": self.seconds(at_sample), "reason": reason, "kind": kind})
 
     def add_dtmf(self, digit: str, at_sample: int) -> None:
         self.dtmf.append({"digit": digit, "at_s": self.seconds(at_sample)})

@@ -99,8 +99,9 @@ class CallRecorder:
     def interruption(self, at_sample: int) -> None:
         self._put(self._writer.log.add_interruption, int(at_sample))
 
-    def reconnect(self, at_sample: int, reason: str) -> None:
-        self._put(self._writer.log.add_reconnect, int(at_sample), reason)
+    def reconnect(self, at_sample: int, reason: str, kind: str = "resumed") -> None:
+        """`kind`: resumed (by handle) | fresh_session (Live refused the handle)."""
+        self._put(self._writer.log.add_reconnect, int(at_sample), reason, kind)
 
     def usage(self, mapping: Mapping[str, object]) -> None:
         """Token counts from Live's usage metadata; integers are summed over the call."""

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 import pytest
 import redis
+from numpy.typing import NDArray
 from structlog.testing import capture_logs
 
 from app.call.assembly import call_recorders
@@ -128,10 +129,79 @@ async def test_go_away_reconnects_at_the_turn_boundary_unnoticed(stack: StackFac
     assert_saved(s, record)
 
 
+def tone_frames(heard: NDArray[np.int16], hz: float, threshold: float = 300.0) -> NDArray[np.bool_]:
+    """Per 20 ms frame of what the caller heard: audible, with its energy peak near `hz`."""
+    frames = heard[: heard.size // 160 * 160].reshape(-1, 160).astype(np.float64)
+    loud = np.sqrt((frames**2).mean(axis=1)) > threshold
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(160), axis=1))
+    peak_hz = spectrum.argmax(axis=1) * 8000 / 160  # 50 Hz bins
+    return loud & (np.abs(peak_hz - hz) <= 50)
+
+
 @pytest.mark.slow
-async def test_resumption_refused_plays_the_apology_and_hangs_up(stack: StackFactory) -> None:
+@pytest.mark.parametrize("speed", [4.0, 1.0], ids=["reply_at_4x", "reply_in_real_time"])
+async def test_refused_resumption_goes_on_in_a_fresh_session(
+    stack: StackFactory, speed: float
+) -> None:
+    """Live drops mid-reply and refuses the handle: a fresh session, told the conversation,
+    carries on; the caller hears a gap, not an apology. The agent's two voices are tones
+    (the cut reply 1000 Hz, the fresh session's first words 600 Hz) so the gap is measured
+    from the last cut-reply audio heard to the first audio of the fresh session. At 4x
+    (as the real server sends) the audio already received covers the reconnect; in real
+    time nothing is buffered ahead, so the gap is the reconnect itself."""
+    scenario = {
+        "audio": {"speed": speed},
+        "greeting": {"clip": "tone:600:1.0"},
+        "turns": [{"caller_text": "Tell me about my order.", "clip": "tone:1000:3.0"}],
+        "resume_refused": True,
+        "resume_refusal": {"code": 1008, "reason": "Requested entity was not found."},
+        "faults": {"close_after_turns": 1, "close_mid_reply": True},
+    }
+    async with stack(scenario) as s:
+        report = await place_call(s, wait_for_greeting_seconds=3.0, listen_seconds=4.0)
+        record = await wait_for_record(s, report.call_sid)
+        assert s.fake is not None
+        sessions = list(s.fake.sessions)
+    assert report.error is None and record["end_reason"] == "caller_hangup"
+    assert [(r["reason"], r["kind"]) for r in record["reconnects"]] == [
+        ("dropped", "fresh_session")
+    ]
+    assert record["notes"] == []  # no apology
+    first, refused, fresh = sessions[:3]
+    assert refused.ended == "refused" and refused.resumption_handle
+    assert fresh.resumption_handle is None and fresh.setup is not None
+    instruction = fresh.setup["systemInstruction"]["parts"][0]["text"]
+    assert "Caller: Tell me about my order." in instruction
+    old = tone_frames(report.heard, 1000)
+    new = tone_frames(report.heard, 600)
+    assert old.any() and new.any()
+    first_old = int(np.argmax(old))
+    after = np.flatnonzero(new[first_old:])
+    assert after.size, "the fresh session's audio was never heard"
+    new_start = first_old + int(after[0])
+    old_end = int(np.flatnonzero(old[:new_start])[-1]) + 1
+    gap_ms = (new_start - old_end) * 20
+    drop_to_reconnect_ms = None
+    if first.ended_at is not None and fresh.started_at:
+        drop_to_reconnect_ms = round((fresh.started_at - first.ended_at) * 1000)
+    print(
+        f"\ncaller-heard gap across a refused resumption (reply sent at {speed:g}x): {gap_ms} ms "
+        f"(Live drop -> fresh session connecting: {drop_to_reconnect_ms} ms; "
+        f"cut reply heard {old.sum() * 20} ms of 3000 ms)"
+    )
+    assert 0 <= gap_ms < 5000
+    assert_saved(s, record)
+
+
+@pytest.mark.slow
+async def test_resumption_and_fresh_session_refused_plays_the_apology_and_hangs_up(
+    stack: StackFactory,
+) -> None:
     scenario = SHORT_GREETING | {
         "resume_refused": True,
+        # Live is down for every connection after the first: handle and fresh sessions fail.
+        "refuse_setup": {"code": 1011, "reason": "The service is currently unavailable."},
+        "refuse_setup_after": 1,
         "faults": {"close_after_turns": 1, "close_mid_reply": True},
     }
     async with stack(scenario, live_max_reconnects=2) as s:
@@ -139,9 +209,12 @@ async def test_resumption_refused_plays_the_apology_and_hangs_up(stack: StackFac
             s, follow_up=speech(), wait_for_greeting_seconds=5.0, listen_seconds=15.0
         )
         record = await wait_for_record(s, report.call_sid)
+        assert s.fake is not None
+        connects = len(s.fake.sessions)
     # The server ended the call, after the apology was played in full.
     assert report.ended_by == "server_closed" and record["end_reason"] == "live_failed"
     assert [n["kind"] for n in record["notes"]] == ["live_failure"]
+    assert connects == 1 + 2 + 2  # the call, two resumptions, two fresh sessions
     drop_at = int(record["notes"][0]["at_s"] * 8000)
     after_drop = CallReport(report.call_sid, "server_closed", heard=report.heard[drop_at:])
     assert heard_seconds(after_drop) > APOLOGY_SECONDS * 0.7

@@ -110,7 +110,9 @@ class GreetingFails:
     def __init__(self) -> None:
         self.closed: list[bool] = []
 
-    async def connect(self, *, resume_handle: str | None = None, options: Any = None) -> Any:
+    async def connect(
+        self, *, resume_handle: str | None = None, options: Any = None, history: Any = None
+    ) -> Any:
         closed = self.closed
 
         class Session:

@@ -89,16 +89,26 @@ class ScriptedConnector:
     refuse: int = 0  # how many connects fail before one succeeds
     handles: list[str | None] = field(default_factory=list)
     options: list[LiveOptions | None] = field(default_factory=list)
+    histories: list[str | None] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def connect(
-        self, *, resume_handle: str | None = None, options: LiveOptions | None = None
+        self,
+        *,
+        resume_handle: str | None = None,
+        options: LiveOptions | None = None,
+        history: str | None = None,
     ) -> ScriptedSession:
         self.handles.append(resume_handle)
         self.options.append(options)
+        self.histories.append(history)
         if self.refuse:
             self.refuse -= 1
-            raise LiveSetupError("Live refused setup: code 1007: API key not valid")
+            raise LiveSetupError(
+                "Live refused setup: code 1007: API key not valid",
+                code=1007,
+                reason="API key not valid. Please pass a valid API key.",
+            )
         session = ScriptedSession(f"s{len(self.sessions) + 1}", resume_handle)
         self.sessions.append(session)
         self.connected.set()

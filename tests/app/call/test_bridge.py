@@ -13,6 +13,7 @@ from app.call.info import BridgeConfig, CallInfo, EndReason
 from app.call.policy import State
 from app.live.events import (
     AgentAudio,
+    CallerTranscript,
     GoAway,
     Interrupted,
     ResumptionUpdate,
@@ -211,13 +212,30 @@ async def test_goaway_reconnects_at_the_turn_boundary() -> None:
     assert connector.handles == [None, "h-9"]
 
 
-async def test_drop_without_handle_apologises() -> None:
+async def test_drop_without_handle_goes_on_in_a_fresh_session() -> None:
     connector, sock = ScriptedConnector(), FakeTwilioSocket()
     bridge = make_bridge(connector, sock, apology=tone(0.2, 8000))
     run = asyncio.create_task(bridge.run(sock.messages()))
     await connector.connected.wait()
+    connector.sessions[0].emit(CallerTranscript("Hello there."))
+    connector.sessions[0].drop()
+    await until(lambda: len(connector.sessions) == 2)
+    assert connector.handles == [None, None]
+    assert connector.histories[1] is not None and "Caller: Hello there." in connector.histories[1]
+    assert bridge.stats.reconnects == 1
+    sock.hang_up()
+    await asyncio.wait_for(run, 5)
+
+
+async def test_drop_then_refused_fresh_session_apologises() -> None:
+    connector, sock = ScriptedConnector(), FakeTwilioSocket()
+    bridge = make_bridge(connector, sock, apology=tone(0.2, 8000))
+    run = asyncio.create_task(bridge.run(sock.messages()))
+    await connector.connected.wait()
+    connector.refuse = 5  # a bad key: fails fast, not after every retry
     connector.sessions[0].drop()
     assert await asyncio.wait_for(run, 5) is EndReason.LIVE_FAILED
+    assert len(connector.handles) == 2
 
 
 async def test_tool_call_without_tools_gets_an_error_result() -> None:

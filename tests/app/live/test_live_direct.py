@@ -22,7 +22,6 @@ from app.dev.fakes.live import FakeLiveServer, ThrowawayCA, clip_text
 from app.errors import ConfigError, LiveClosedError, LiveSetupError
 from app.live.direct import (
     DirectConnector,
-    DirectSession,
     decode_b64,
     live_url,
     setup_message,
@@ -50,10 +49,12 @@ from app.live.sdk import GeminiConnector
 from app.server import gemini_connector
 from app.settings import load_settings
 from tests.app.dev.fakes.test_fake_live import pcm24, silence, tone, utterance
+from tests.app.live.conftest import Client
 from tests.support.fake_live import FAKE_API_KEY, FakeLiveFactory
 from tools.loader import build_registry
 
 MODEL = "gemini-live-test"
+
 FRAME_BYTES = 640  # 20 ms at 16 kHz, PCM16
 Until = Callable[[list[LiveEvent]], bool]
 
@@ -181,6 +182,8 @@ async def test_setup_message_matches_the_sdk(
     assert (direct.resumed, sdk.resumed) == (resume, resume)
     assert direct.path == sdk.path
     assert direct.api_key_present and direct.api_key_valid
+    google = {"authorization", "x-goog-api-client", "x-goog-user-project", "x-goog-api-key"}
+    assert sdk.header_names & google == direct.header_names & google
 
 
 def test_setup_message_shape() -> None:
@@ -220,10 +223,11 @@ def test_live_url() -> None:
 # --- conversations ---------------------------------------------------------------------------
 
 
-async def test_greeting_gives_audio_then_turn_complete(fake_live_factory: FakeLiveFactory) -> None:
+async def test_greeting_gives_audio_then_turn_complete(
+    client: Client, fake_live_factory: FakeLiveFactory
+) -> None:
     server = await fake_live_factory({"audio": {"speed": 0}})
-    async with opened(DirectConnector(options_for(server))) as session:
-        assert isinstance(session, DirectSession)
+    async with opened(client(options_for(server))) as session:
         assert session.info.session_id == server.sessions[0].session_id
         assert session.info.setup_seconds > 0
         await session.send_text("The caller is on the line. Greet them.")
@@ -237,7 +241,7 @@ async def test_greeting_gives_audio_then_turn_complete(fake_live_factory: FakeLi
 
 @pytest.mark.parametrize("bundle", [True, False])
 async def test_caller_turn_gets_reply_with_transcripts(
-    fake_live_factory: FakeLiveFactory, bundle: bool
+    client: Client, fake_live_factory: FakeLiveFactory, bundle: bool
 ) -> None:
     server = await fake_live_factory(
         {
@@ -246,7 +250,7 @@ async def test_caller_turn_gets_reply_with_transcripts(
         }
     )
     sent = utterance(speech_ms=600, quiet_ms=700)
-    async with opened(DirectConnector(options_for(server))) as session:
+    async with opened(client(options_for(server))) as session:
         frames = await send_pcm(session, sent)
         events = await collect(session, seen(Usage))
     assert isinstance(events[0], CallerTranscript)
@@ -265,9 +269,11 @@ async def test_caller_turn_gets_reply_with_transcripts(
     assert {f.rate for f in record.audio_frames} == {16_000}
 
 
-async def test_audio_stream_end_ends_the_turn(fake_live_factory: FakeLiveFactory) -> None:
+async def test_audio_stream_end_ends_the_turn(
+    client: Client, fake_live_factory: FakeLiveFactory
+) -> None:
     server = await fake_live_factory({"audio": {"speed": 0}})
-    async with opened(DirectConnector(options_for(server))) as session:
+    async with opened(client(options_for(server))) as session:
         await send_pcm(session, tone(300))
         await session.send_audio_stream_end()
         events = await collect(session, seen(TurnComplete))
@@ -275,7 +281,7 @@ async def test_audio_stream_end_ends_the_turn(fake_live_factory: FakeLiveFactory
     assert [s for _, s in server.sessions[0].signals] == ["audio_stream_end"]
 
 
-async def test_tool_call_round_trip(fake_live_factory: FakeLiveFactory) -> None:
+async def test_tool_call_round_trip(client: Client, fake_live_factory: FakeLiveFactory) -> None:
     server = await fake_live_factory(
         {
             "turns": [
@@ -299,7 +305,7 @@ async def test_tool_call_round_trip(fake_live_factory: FakeLiveFactory) -> None:
         "book": ToolResponse("", "book", {"ok": True, "slot": {"day": "tue", "time": "10:00"}}),
         "notify": ToolResponse("", "notify", {"sent": 1}, "WHEN_IDLE", False),
     }
-    async with opened(DirectConnector(options_for(server))) as session:
+    async with opened(client(options_for(server))) as session:
 
         async def answer(event: LiveEvent) -> None:
             if isinstance(event, ToolCall):
@@ -335,14 +341,14 @@ def _rest(r: ToolResponse) -> tuple[str | None, bool | None]:
     return r.scheduling, r.will_continue
 
 
-async def test_tool_responses_match_the_sdk(fake_live: FakeLiveServer) -> None:
+async def test_tool_responses_match_the_sdk(client: Client, fake_live: FakeLiveServer) -> None:
     responses = [
         ToolResponse("c1", "f", {"order_id": "42", "nested": {"a_b": [1, 2]}}),
         ToolResponse("c2", "g", {}, "SILENT", True),
         ToolResponse("c3", "h", {"x": None}, "INTERRUPT", None),
     ]
     options = options_for(fake_live)
-    for connector in (GeminiConnector(options), DirectConnector(options)):
+    for connector in (GeminiConnector(options), client(options)):
         async with opened(connector) as session:
             await session.send_tool_responses(responses)
         # The server reads every frame before it sees our close.
@@ -354,12 +360,13 @@ async def test_tool_responses_match_the_sdk(fake_live: FakeLiveServer) -> None:
 
 
 async def test_barge_in_interrupts_and_cancels_tool_calls(
+    client: Client,
     fake_live_factory: FakeLiveFactory,
 ) -> None:
     server = await fake_live_factory(
         {"turns": [{"tool_calls": [{"name": "slow_lookup", "id": "call-slow"}]}]}
     )
-    async with opened(DirectConnector(options_for(server))) as session:
+    async with opened(client(options_for(server))) as session:
         await send_pcm(session, utterance())
         await collect(session, seen(ToolCall))  # and never answer it
         await send_pcm(session, tone(300))
@@ -369,11 +376,11 @@ async def test_barge_in_interrupts_and_cancels_tool_calls(
     assert server.sessions[0].interruptions == 1
 
 
-async def test_barge_in_during_playback(fake_live_factory: FakeLiveFactory) -> None:
+async def test_barge_in_during_playback(client: Client, fake_live_factory: FakeLiveFactory) -> None:
     server = await fake_live_factory(
         {"turns": [{"clip": "reply_booking"}, {"clip": "goodbye"}], "audio": {"speed": 1.0}}
     )
-    async with opened(DirectConnector(options_for(server))) as session:
+    async with opened(client(options_for(server))) as session:
         await send_pcm(session, utterance())
         first = await collect(session, seen(AgentAudio))
         await send_pcm(session, tone(300))
@@ -386,7 +393,9 @@ async def test_barge_in_during_playback(fake_live_factory: FakeLiveFactory) -> N
     assert text_of(after, AgentTranscript) == clip_text("goodbye")
 
 
-async def test_go_away_then_resume_with_the_handle(fake_live_factory: FakeLiveFactory) -> None:
+async def test_go_away_then_resume_with_the_handle(
+    client: Client, fake_live_factory: FakeLiveFactory
+) -> None:
     server = await fake_live_factory(
         {
             "turns": [
@@ -398,7 +407,7 @@ async def test_go_away_then_resume_with_the_handle(fake_live_factory: FakeLiveFa
             "audio": {"speed": 0},
         }
     )
-    connector = DirectConnector(options_for(server))
+    connector = client(options_for(server))
     async with opened(connector) as session:
         await send_pcm(session, utterance())
         events = await collect(session, seen(GoAway))
@@ -423,11 +432,13 @@ async def test_go_away_then_resume_with_the_handle(fake_live_factory: FakeLiveFa
 # --- refusals, closes and transport -------------------------------------------------------------
 
 
-async def test_bad_key_is_a_setup_error_with_1007(fake_live_factory: FakeLiveFactory) -> None:
+async def test_bad_key_is_a_setup_error_with_1007(
+    client: Client, fake_live_factory: FakeLiveFactory
+) -> None:
     server = await fake_live_factory({"api_key": FAKE_API_KEY})
     secret = "AIzaSy-not-the-right-key-0123456789"
     with pytest.raises(LiveSetupError) as info:
-        await DirectConnector(options_for(server, api_key=secret)).connect()
+        await client(options_for(server, api_key=secret)).connect()
     message = str(info.value)
     assert "1007" in message and "API key not valid" in message
     assert secret not in message and secret not in repr(info.value)
@@ -435,23 +446,27 @@ async def test_bad_key_is_a_setup_error_with_1007(fake_live_factory: FakeLiveFac
     assert server.sessions[0].ended == "refused"
 
 
-async def test_bad_model_is_a_setup_error_with_1008(fake_live_factory: FakeLiveFactory) -> None:
+async def test_bad_model_is_a_setup_error_with_1008(
+    client: Client, fake_live_factory: FakeLiveFactory
+) -> None:
     server = await fake_live_factory({"models": [MODEL]})
     with pytest.raises(LiveSetupError, match="code 1008") as info:
-        await DirectConnector(options_for(server, model="gemini-nope")).connect()
+        await client(options_for(server, model="gemini-nope")).connect()
     assert "models/gemini-nope is not found for API version v1beta" in str(info.value)
 
 
-async def test_refusal_reason_never_carries_the_key(fake_live_factory: FakeLiveFactory) -> None:
+async def test_refusal_reason_never_carries_the_key(
+    client: Client, fake_live_factory: FakeLiveFactory
+) -> None:
     secret = "AIzaSy-echoed-back-by-a-proxy-0123456789"
     server = await fake_live_factory({"refuse_setup": {"code": 1013, "reason": f"no {secret}"}})
     with pytest.raises(LiveSetupError, match=r"code 1013: no \*\*\*$"):
-        await DirectConnector(options_for(server, api_key=secret)).connect()
+        await client(options_for(server, api_key=secret)).connect()
 
 
-async def test_unknown_handle_is_a_setup_error(fake_live: FakeLiveServer) -> None:
+async def test_unknown_handle_is_a_setup_error(client: Client, fake_live: FakeLiveServer) -> None:
     with pytest.raises(LiveSetupError, match="code 1008"):
-        await DirectConnector(options_for(fake_live)).connect(resume_handle="h-unknown")
+        await client(options_for(fake_live)).connect(resume_handle="h-unknown")
 
 
 @pytest.mark.parametrize(
@@ -462,10 +477,10 @@ async def test_unknown_handle_is_a_setup_error(fake_live: FakeLiveServer) -> Non
     ],
 )
 async def test_server_close_mid_session_raises_from_events(
-    fake_live_factory: FakeLiveFactory, faults: dict[str, Any], code: str
+    client: Client, fake_live_factory: FakeLiveFactory, faults: dict[str, Any], code: str
 ) -> None:
     server = await fake_live_factory({"faults": faults, "audio": {"speed": 0}})
-    async with opened(DirectConnector(options_for(server))) as session:
+    async with opened(client(options_for(server))) as session:
         await session.send_text("hi")
         with pytest.raises(LiveClosedError, match=f"Live connection closed: {re.escape(code)}"):
             await collect(session, lambda _: False)
@@ -474,16 +489,20 @@ async def test_server_close_mid_session_raises_from_events(
             await session.send_audio(bytes(FRAME_BYTES))
 
 
-async def test_server_stop_closes_with_1001(fake_live_factory: FakeLiveFactory) -> None:
+async def test_server_stop_closes_with_1001(
+    client: Client, fake_live_factory: FakeLiveFactory
+) -> None:
     server = await fake_live_factory()
-    async with opened(DirectConnector(options_for(server))) as session:
+    async with opened(client(options_for(server))) as session:
         await server.stop()
         with pytest.raises(LiveClosedError, match="code 1001"):
             await collect(session, lambda _: False)
 
 
-async def test_send_after_close_and_idempotent_close(fake_live: FakeLiveServer) -> None:
-    session = await DirectConnector(options_for(fake_live)).connect()
+async def test_send_after_close_and_idempotent_close(
+    client: Client, fake_live: FakeLiveServer
+) -> None:
+    session = await client(options_for(fake_live)).connect()
     await session.close()
     await session.close()
     for send in (
@@ -501,49 +520,56 @@ async def test_send_after_close_and_idempotent_close(fake_live: FakeLiveServer) 
     assert (record.ended, record.close_code) == ("client_closed", 1000)
 
 
-async def test_close_while_reading_ends_events_quietly(fake_live: FakeLiveServer) -> None:
-    session = await DirectConnector(options_for(fake_live)).connect()
+async def test_close_while_reading_ends_events_quietly(
+    client: Client, fake_live: FakeLiveServer
+) -> None:
+    session = await client(options_for(fake_live)).connect()
     reader = asyncio.create_task(collect(session, lambda _: False))
     await asyncio.sleep(0.05)
     await session.close()
     assert await asyncio.wait_for(reader, 5) == []
 
 
-async def test_trailing_slash_base_url_and_v1(fake_live: FakeLiveServer) -> None:
+async def test_trailing_slash_base_url_and_v1(client: Client, fake_live: FakeLiveServer) -> None:
     options = options_for(fake_live, base_url=fake_live.base_url + "/", api_version="v1")
-    async with opened(DirectConnector(options)) as session:
+    async with opened(client(options)) as session:
         assert session.info.session_id
     (record,) = fake_live.sessions
-    assert record.path.startswith("/ws/") and record.api_version == "v1"
+    # google-genai keeps the slash ("//ws/..."); the direct client drops it.
+    assert record.path.lstrip("/").startswith("ws/") and record.api_version == "v1"
 
 
 async def test_ssl_cert_file_is_enough(
-    fake_live: FakeLiveServer, monkeypatch: pytest.MonkeyPatch
+    client: Client, fake_live: FakeLiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(fake_live.ca_pem_path))
-    async with opened(DirectConnector(options_for(fake_live, ssl_context=None))) as session:
+    async with opened(client(options_for(fake_live, ssl_context=None))) as session:
         assert session.info.session_id
 
 
-async def test_untrusted_certificate_is_unreachable(fake_live: FakeLiveServer) -> None:
+async def test_untrusted_certificate_is_unreachable(
+    client: Client, fake_live: FakeLiveServer
+) -> None:
     with pytest.raises(LiveSetupError, match="Live unreachable: SSLCertVerificationError"):
-        await DirectConnector(options_for(fake_live, ssl_context=None)).connect()
+        await client(options_for(fake_live, ssl_context=None)).connect()
 
 
-async def test_wrong_path_is_unreachable_with_the_status(fake_live: FakeLiveServer) -> None:
+async def test_wrong_path_is_unreachable_with_the_status(
+    client: Client, fake_live: FakeLiveServer
+) -> None:
     with pytest.raises(LiveSetupError, match=r"Live unreachable: InvalidStatus: .*HTTP 404"):
-        await DirectConnector(options_for(fake_live, api_version="v9")).connect()
+        await client(options_for(fake_live, api_version="v9")).connect()
 
 
-async def test_nothing_listening_is_unreachable() -> None:
+async def test_nothing_listening_is_unreachable(client: Client) -> None:
     options = LiveOptions(
         api_key="k", model=MODEL, voice="Puck", instructions="x", base_url="https://127.0.0.1:9"
     )
     with pytest.raises(LiveSetupError, match="Live unreachable: ConnectionRefusedError"):
-        await DirectConnector(options).connect()
+        await client(options).connect()
 
 
-async def test_silent_server_times_out() -> None:
+async def test_silent_server_times_out(client: Client) -> None:
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # hold the TCP connection open, say nothing
 
@@ -559,7 +585,7 @@ async def test_silent_server_times_out() -> None:
     )
     try:
         with pytest.raises(LiveSetupError, match="Live setup timed out"):
-            await DirectConnector(options).connect()
+            await client(options).connect()
     finally:
         server.close()
         await server.wait_closed()
@@ -612,9 +638,9 @@ SETUP_COMPLETE = '{"setupComplete":{}}'
 
 
 @pytest.mark.parametrize("garbage", ["not json", "[1, 2]", '{"serverContent": "oops"}'])
-async def test_malformed_server_message_is_a_closed_error(garbage: str) -> None:
+async def test_malformed_server_message_is_a_closed_error(client: Client, garbage: str) -> None:
     async with raw_server([SETUP_COMPLETE, garbage]) as (url, ca):
-        session = await DirectConnector(raw_options(url, ca)).connect()
+        session = await client(raw_options(url, ca)).connect()
         assert session.info.session_id is None
         with pytest.raises(LiveClosedError, match="Live sent a malformed message"):
             await collect(session, lambda _: False)
@@ -622,29 +648,30 @@ async def test_malformed_server_message_is_a_closed_error(garbage: str) -> None:
             await session.send_text("hi")
 
 
-async def test_silence_after_the_upgrade_times_out_promptly() -> None:
+async def test_silence_after_the_upgrade_times_out_promptly(client: Client) -> None:
     async with raw_server([]) as (url, ca):
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(LiveSetupError, match="Live setup timed out"):
-            await DirectConnector(raw_options(url, ca, connect_timeout=0.3)).connect()
+            await client(raw_options(url, ca, connect_timeout=0.3)).connect()
         assert loop.time() - started < 2.0
 
 
-async def test_first_message_must_be_setup_complete() -> None:
+async def test_first_message_must_be_setup_complete(client: Client) -> None:
     async with raw_server(['{"goAway":{"timeLeft":"1s"}}']) as (url, ca):
         with pytest.raises(LiveSetupError, match="expected setupComplete, got goAway"):
-            await DirectConnector(raw_options(url, ca)).connect()
+            await client(raw_options(url, ca)).connect()
 
 
-async def test_ephemeral_token_headers_and_extra_headers() -> None:
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
+async def test_ephemeral_token_headers_and_extra_headers(client: Client) -> None:
     requests: list[tuple[str, dict[str, str]]] = []
     token = "auth_tokens/abc123"
     async with raw_server([SETUP_COMPLETE], requests) as (url, ca):
         options = raw_options(
             url, ca, api_key=f" {token} ", api_version="v1alpha", extra_headers={"x-extra": "1"}
         )
-        async with opened(DirectConnector(options)):
+        async with opened(client(options)):
             pass
     ((path, headers),) = requests
     assert path.endswith("v1alpha.GenerativeService.BidiGenerateContentConstrained")

@@ -153,7 +153,7 @@ async def test_record_describes_the_call(tmp_path: Path) -> None:
         }
     ]  # fmt: skip
     assert record["interruptions"] == [{"at_s": 0.625}]
-    assert record["reconnects"] == [{"at_s": 1.125, "reason": "go_away"}]
+    assert record["reconnects"] == [{"at_s": 1.125, "reason": "go_away", "kind": "resumed"}]
     assert record["dtmf"] == [{"digit": "5", "at_s": 1.25}]
     assert record["notes"] == [{"kind": "live_failure", "detail": "boom", "at_s": 1.5}]
     assert record["usage"] == {"prompt_tokens": 15, "details.audio": 4}

@@ -67,6 +67,12 @@ class SessionRecord:
     api_key_present: bool
     #: Whether the key matched the scenario's (True when the scenario accepts any key).
     api_key_valid: bool
+    #: Vertex AI path (Bearer token, projects/... model) rather than the Gemini API's.
+    vertex: bool = False
+    #: A fingerprint (sha256, 12 hex) of the Bearer token presented, never the token.
+    bearer_fingerprint: str | None = None
+    #: The handshake's header names, lower-cased (values are never kept).
+    header_names: frozenset[str] = frozenset()
     started_at: float = field(default_factory=time.monotonic)
     setup: dict[str, Any] | None = None
     model: str | None = None

@@ -8,7 +8,9 @@ on text input, generic replies to caller speech). The format (JSON, snake_case k
   "api_key": "test-key",              // expected x-goog-api-key; null = accept any
   "models": ["gemini-live-test"],     // allowed models ("models/" prefix optional); [] = any
   "refuse_setup": {"code": 1008, "reason": "..."},   // close every session after setup
-  "resume_refused": false,            // refuse every sessionResumption handle (1008)
+  "refuse_setup_after": null,         // N: refuse_setup only from the (N+1)th connection
+  "resume_refused": false,            // refuse every sessionResumption handle
+  "resume_refusal": {"code": 1008, "reason": "..."},  // ...with this close
 
   "greeting": {"clip": "greeting"},   // the reply to any text input
   "turns": [                          // replies to the caller's turns, in order
@@ -52,6 +54,11 @@ Semantics:
 - `stall_after_turns: N` delays the next reply by `stall_seconds` (audio is still read).
 - `speed` is how much faster than real time reply audio is sent (the real server sends
   ~4x); 0 sends a reply's audio all at once.
+- `raw` (in a reply): server messages sent verbatim when the reply starts (before its
+  tool calls and audio): protocol edge cases such as `{"serverContent": {"turnComplete":
+  true, "interactionStatus": "IN_PROGRESS"}}`, `voiceActivity`, `error` or unknown keys.
+- A tool call with `omit_id: true` is sent without an `id` (as Vertex AI may); its
+  response is matched by name.
 - `instant: true`: a reply starts as soon as caller speech is detected (no wait for
   silence), audio is sent at once, and barge-in is off. A new reply needs a pause first.
   Meant for latency benchmarks: speech onset to first audio byte.
@@ -105,6 +112,8 @@ class ToolCallSpec(_Model):
     expect: dict[str, Any] | None = None
     #: Wait for this call's response before the reply's audio (False: audio goes on).
     blocking: bool = True
+    #: Send the call without an `id` (answered by name).
+    omit_id: bool = False
 
 
 class Reply(_Model):
@@ -117,6 +126,8 @@ class Reply(_Model):
     #: inputTranscription sent when the caller's turn that this reply answers ends.
     caller_text: str | None = None
     tool_calls: tuple[ToolCallSpec, ...] = ()
+    #: Server messages sent verbatim as the reply starts (protocol edge cases).
+    raw: tuple[dict[str, Any], ...] = ()
 
     @field_validator("clip")
     @classmethod
@@ -191,7 +202,11 @@ class Scenario(_Model):
     api_key: str | None = None
     models: tuple[str, ...] = ()
     refuse_setup: Refusal | None = None
+    #: Apply `refuse_setup` only to connections after the first N (None: to all).
+    refuse_setup_after: int | None = Field(default=None, ge=0)
     resume_refused: bool = False
+    #: The close that refuses a handle (default: the fake's BAD_HANDLE, 1008).
+    resume_refusal: Refusal | None = None
     greeting: Reply = Reply(clip="greeting")
     turns: tuple[Reply, ...] = ()
     when_exhausted: Literal["default", "cycle"] = "default"
@@ -227,10 +242,12 @@ class Scenario(_Model):
         return cls.model_validate(data)
 
     def model_allowed(self, model: str) -> bool:
-        """Whether `model` ("models/x" or "x") is served; an empty list serves any."""
+        """Whether `model` ("models/x", "x" or a Vertex projects/.../models/x) is served;
+        an empty list serves any."""
         if not self.models:
             return True
-        name = model.removeprefix("models/")
+        name = model.split("/models/")[-1] if model.startswith("projects/") else model
+        name = name.removeprefix("models/")
         return any(name == m.removeprefix("models/") for m in self.models)
 
     def reply_for_turn(self, index: int) -> Reply:

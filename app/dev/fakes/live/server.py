@@ -10,9 +10,11 @@ what it saw is in `server.sessions`, one `SessionRecord` per connection.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import ssl
 import tempfile
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +25,8 @@ from websockets.http11 import Request, Response
 from app.dev.fakes.live import generate, wire
 from app.dev.fakes.live.records import Conversation, SessionRecord
 from app.dev.fakes.live.scenario import Scenario
-from app.dev.fakes.live.session import LiveSession, SharedState
+from app.dev.fakes.live.session import LiveSession
+from app.dev.fakes.live.shared import SharedState
 from app.dev.fakes.live.tls import ThrowawayCA
 
 API_KEY_HEADER = "x-goog-api-key"
@@ -39,8 +42,12 @@ class FakeLiveServer:
         port: int = 0,
         *,
         cert_dir: Path | None = None,
+        token_check: Callable[[str], bool] | None = None,
     ) -> None:
+        """`token_check`: decides whether a Vertex AI Bearer token is valid (e.g. the
+        fake OAuth endpoint's `FakeTokenServer.is_valid`); None accepts any non-empty one."""
         self.scenario = scenario if scenario is not None else Scenario()
+        self._token_check = token_check
         self.host = host
         self._requested_port = port
         self._cert_dir = cert_dir
@@ -57,6 +64,8 @@ class FakeLiveServer:
         self.rejected_paths: list[str] = []
         #: generateContent requests (post-call analysis), in order.
         self.generate_requests: list[generate.GenerateRecord] = []
+        #: Vertex AI requests turned away with 401 (no or an invalid Bearer token).
+        self.rejected_tokens = 0
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -151,26 +160,50 @@ class FakeLiveServer:
     def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
         if wire.PATH_RE.match(request.path):
             return None
+        if wire.VERTEX_PATH_RE.match(request.path):
+            # Vertex checks the OAuth token at the handshake (how it refuses a bad one is
+            # unverified; an HTTP 401 is what Google's front ends answer to bad OAuth).
+            token = _bearer(request.headers.get("Authorization"))
+            if token and (self._token_check is None or self._token_check(token)):
+                return None
+            self.rejected_tokens += 1
+            return connection.respond(
+                HTTPStatus.UNAUTHORIZED, "Request had invalid authentication credentials.\n"
+            )
         self.rejected_paths.append(request.path)
         return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
         request = ws.request
         assert request is not None  # set once the handshake (which we passed) completes
-        match = wire.PATH_RE.match(request.path)
+        vertex = wire.VERTEX_PATH_RE.match(request.path)
+        match = vertex or wire.PATH_RE.match(request.path)
         key = request.headers.get(API_KEY_HEADER)
         expected = self.scenario.api_key
-        key_ok = expected is None or (
-            key is not None and hmac.compare_digest(key.encode(), expected.encode())
+        # Vertex AI authenticates with the Bearer token (checked at the handshake).
+        key_ok = (
+            vertex is not None
+            or expected is None
+            or (key is not None and hmac.compare_digest(key.encode(), expected.encode()))
         )
+        token = _bearer(request.headers.get("Authorization")) if vertex else None
         record = SessionRecord(
             index=len(self.sessions),
             path=request.path,
             api_version=match.group("version") if match else None,
             api_key_present=key is not None,
             api_key_valid=key_ok,
+            vertex=vertex is not None,
+            bearer_fingerprint=hashlib.sha256(token.encode()).hexdigest()[:12] if token else None,
+            header_names=frozenset(name.lower() for name in request.headers),
         )
         async with self._new_session:
             self.sessions.append(record)
             self._new_session.notify_all()
         await LiveSession(ws, self.scenario, record, self._shared, key_ok).run()
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None

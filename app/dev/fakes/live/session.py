@@ -9,7 +9,6 @@ except `SharedState` (conversations by resumption handle, faults already fired).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from app.dev.fakes.live.records import (
     TranscriptLine,
 )
 from app.dev.fakes.live.scenario import Reply, Scenario, ToolCallSpec
+from app.dev.fakes.live.shared import SharedState, contains, fragments, raise_unexpected
 from app.dev.fakes.live.vad import EnergyVad, VadEvent
 
 # Refusal texts as Google sends them (seen in public logs of google-genai users).
@@ -40,48 +40,6 @@ NO_KEY = (
 )
 BAD_HANDLE = (1008, "Session resumption handle is invalid or has expired.")
 TOKENS_PER_SECOND = 25  # native-audio models count ~25 tokens per second of audio
-
-
-class SharedState:
-    """Server-wide state: conversations reachable by resumption handle, faults fired."""
-
-    def __init__(self) -> None:
-        self.conversations: dict[str, Conversation] = {}
-        self._handles: dict[str, Conversation] = {}
-        self._fired: set[str] = set()
-        self._ids = itertools.count(1)
-        self._tool_ids = itertools.count(1)
-
-    def new_conversation(self) -> Conversation:
-        conv = Conversation(id=f"conv-{next(self._ids)}")
-        self.conversations[conv.id] = conv
-        return conv
-
-    def issue_handle(self, conv: Conversation) -> str:
-        """A new handle for the conversation's current state (old handles stay valid)."""
-        handle = f"h-{conv.id}-{uuid.uuid4().hex[:12]}"
-        self._handles[handle] = conv.snapshot()
-        return handle
-
-    def resume(self, handle: str) -> Conversation | None:
-        """The conversation as it was when `handle` was issued, now live again."""
-        snap = self._handles.get(handle)
-        if snap is None:
-            return None
-        conv = snap.snapshot()
-        self.conversations[conv.id] = conv
-        return conv
-
-    def fault_fires(self, name: str, repeat: bool) -> bool:
-        if repeat:
-            return True
-        if name in self._fired:
-            return False
-        self._fired.add(name)
-        return True
-
-    def tool_call_id(self) -> str:
-        return f"call-{next(self._tool_ids)}"
 
 
 @dataclass
@@ -160,7 +118,8 @@ class LiveSession:
             return False
         conv = self._conversation(first)
         if conv is None:
-            await self._close("refused", *BAD_HANDLE)
+            chosen = self._sc.resume_refusal
+            await self._close("refused", *((chosen.code, chosen.reason) if chosen else BAD_HANDLE))
             return False
         self._conv = conv
         rec.conversation_id = conv.id
@@ -182,7 +141,8 @@ class LiveSession:
                 f"{self._rec.api_version or 'v1beta'}, or is not supported for "
                 "bidiGenerateContent"
             )
-        if self._sc.refuse_setup is not None:
+        after = self._sc.refuse_setup_after
+        if self._sc.refuse_setup is not None and (after is None or self._rec.index >= after):
             return self._sc.refuse_setup.code, self._sc.refuse_setup.reason
         return None
 
@@ -262,19 +222,26 @@ class LiveSession:
             self._queue.put_nowait("turn")
 
     def _answer(self, fr: wire.FunctionResponse) -> None:
-        call = self._pending.pop(fr.id or "", None)
+        call_id = fr.id or ""
+        if not call_id:
+            # An id-less call is answered by name (the first such call of that name).
+            call_id = next(
+                (i for i, c in self._pending.items() if c.spec.omit_id and c.spec.name == fr.name),
+                "",
+            )
+        call = self._pending.pop(call_id, None)
         if call is None:
             self._rec.log(f"unexpected_tool_response:{fr.id}")
             return
         if not call.future.done():
             call.future.set_result(fr.response)
-        self._check(fr.id or "", call.spec, fr.response, "answered")
+        self._check(call_id, call.spec, fr.response, "answered")
 
     def _check(
         self, call_id: str, spec: ToolCallSpec, response: dict[str, Any] | None, outcome: str
     ) -> None:
         expect = spec.expect
-        passed = response is not None and (expect is None or _contains(response, expect))
+        passed = response is not None and (expect is None or contains(response, expect))
         self._rec.tool_checks.append(
             ToolCheck(call_id, spec.name, expect, response, passed, outcome)
         )
@@ -332,13 +299,15 @@ class LiveSession:
             # asyncio.wait, not await: a barge-in cancels the reply, and that must not
             # look like (or swallow) a cancellation of this loop.
             await asyncio.wait([self._current])
-            _raise_unexpected(self._current)
+            raise_unexpected(self._current)
 
     async def _reply(self, reply: Reply, caller_text: str | None) -> None:
         rec, faults = self._rec, self._sc.faults
         if caller_text is not None:
             await self._send(wire.server_content(input_text=caller_text))
             self._add_transcript("caller", caller_text)
+        for message in reply.raw:
+            await self._send(message)
         if faults.stall_after_turns == rec.turns_completed and self._fires("stall"):
             rec.log("stall")
             await asyncio.sleep(faults.stall_seconds)
@@ -360,7 +329,11 @@ class LiveSession:
             call_id = spec.id or self._shared.tool_call_id()
             calls.append((call_id, _PendingCall(spec, loop.create_future())))
         self._pending.update(calls)
-        await self._send(wire.tool_call([(i, c.spec.name, c.spec.args) for i, c in calls]))
+        await self._send(
+            wire.tool_call(
+                [(None if c.spec.omit_id else i, c.spec.name, c.spec.args) for i, c in calls]
+            )
+        )
         self._rec.log("tool_call")
         blocking = [(i, c) for i, c in calls if c.spec.blocking]
         if not blocking:
@@ -379,7 +352,7 @@ class LiveSession:
         pcm = load_clip(reply.clip, wire.OUTPUT_RATE) if reply.clip else np.zeros(0, np.int16)
         step = wire.OUTPUT_RATE * audio_cfg.chunk_ms // 1000
         chunks = [pcm[i : i + step].tobytes() for i in range(0, len(pcm), step)] or [b""]
-        texts = _fragments(reply.transcript, len(chunks))
+        texts = fragments(reply.transcript, len(chunks))
         duration = len(pcm) / wire.OUTPUT_RATE
         start = time.monotonic()
         self._playback_until = start + duration + self._sc.barge_in.margin_ms / 1000
@@ -400,6 +373,7 @@ class LiveSession:
         usage = wire.usage_metadata(
             10 + self._caller_samples * TOKENS_PER_SECOND // wire.INPUT_RATE,
             round(dur * TOKENS_PER_SECOND),
+            vertex=self._rec.vertex,
         )
         if self._sc.audio.bundle:
             message = wire.server_content(
@@ -480,39 +454,3 @@ class LiveSession:
     async def _send(self, message: dict[str, Any]) -> None:
         text = wire.encode(message)
         await self._ws.send(text.encode() if self._sc.frame_type == "binary" else text)
-
-
-def _contains(actual: Any, expected: Any) -> bool:
-    """`expected` is a subset of `actual`: objects recursively, anything else equal."""
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and _contains(actual[k], v) for k, v in expected.items()
-        )
-    return bool(actual == expected)
-
-
-def _raise_unexpected(task: asyncio.Task[None]) -> None:
-    """Re-raise a reply task's failure, except cancellation and a closed connection."""
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None and not isinstance(exc, ConnectionClosed):
-        raise exc
-
-
-def _fragments(text: str, n_chunks: int) -> dict[int, str]:
-    """Split a transcript into word groups keyed by the chunk they ride with.
-
-    The real server streams outputTranscription in pieces alongside the audio; the last
-    piece always lands on the last chunk so it can be bundled with turnComplete.
-    """
-    words = text.split()
-    if not words:
-        return {}
-    groups = max(1, min(len(words), n_chunks // 4 or 1))
-    out: dict[int, str] = {}
-    for g in range(groups):
-        part = words[g * len(words) // groups : (g + 1) * len(words) // groups]
-        index = round((g + 1) * n_chunks / groups) - 1
-        out[index] = " ".join(part) + ("" if g == groups - 1 else " ")
-    return out

@@ -27,6 +27,14 @@ PATH_RE = re.compile(
     r"^/+ws/google\.ai\.generativelanguage\.(?P<version>v1beta|v1alpha|v1)"
     r"\.GenerativeService\.(?P<method>BidiGenerateContent(?:Constrained)?)/?(?:\?.*)?$"
 )
+#: Vertex AI's Live endpoint: `{base}/ws/google.cloud.aiplatform.{version}.LlmBidiService/
+#: BidiGenerateContent` (google-genai 3.6 `live.py`), authenticated with a Bearer token.
+VERTEX_PATH_RE = re.compile(
+    r"^/+ws/google\.cloud\.aiplatform\.(?P<version>v1beta1|v1)"
+    r"\.LlmBidiService/(?P<method>BidiGenerateContent)/?(?:\?.*)?$"
+)
+#: A Vertex model path: projects/P/locations/L/publishers/google/models/M.
+VERTEX_MODEL_RE = re.compile(r"^projects/[^/]+/locations/[^/]+/publishers/[^/]+/models/(.+)$")
 
 OUTPUT_MIME = "audio/pcm;rate=24000"
 OUTPUT_RATE = 24_000
@@ -282,17 +290,32 @@ def server_content(
     return message
 
 
-def usage_metadata(prompt_tokens: int, response_tokens: int) -> dict[str, int]:
+def usage_metadata(
+    prompt_tokens: int, response_tokens: int, *, vertex: bool = False
+) -> dict[str, Any]:
+    """Usage with per-modality details (so prompt + response need not be total on a real
+    server). Vertex AI names the response count `candidatesTokenCount`."""
+    response_key = "candidatesTokenCount" if vertex else "responseTokenCount"
+    details_key = "candidatesTokensDetails" if vertex else "responseTokensDetails"
     return {
         "promptTokenCount": prompt_tokens,
-        "responseTokenCount": response_tokens,
+        response_key: response_tokens,
         "totalTokenCount": prompt_tokens + response_tokens,
+        "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": prompt_tokens}],
+        details_key: [{"modality": "AUDIO", "tokenCount": response_tokens}],
     }
 
 
-def tool_call(calls: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
-    """`toolCall` for (id, name, args) triples."""
-    return {"toolCall": {"functionCalls": [{"id": i, "name": n, "args": a} for i, n, a in calls]}}
+def tool_call(calls: list[tuple[str | None, str, dict[str, Any]]]) -> dict[str, Any]:
+    """`toolCall` for (id, name, args) triples; a None id is left out (as Vertex does)."""
+    return {
+        "toolCall": {
+            "functionCalls": [
+                {"name": n, "args": a} if i is None else {"id": i, "name": n, "args": a}
+                for i, n, a in calls
+            ]
+        }
+    }
 
 
 def tool_call_cancellation(ids: list[str]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -729,3 +730,124 @@ async def test_cli_serve_forever_prints_url_and_ca(
             await task
     assert re.search(r"https://127\.0\.0\.1:\d+", out)
     assert str(tmp_path / "ca.pem") in out and (tmp_path / "ca.pem").exists()
+
+
+# --- Vertex AI path, OAuth tokens, refusals and raw messages ------------------------------
+
+VERTEX_PATH = "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+
+
+async def test_vertex_path_needs_a_valid_bearer_token() -> None:
+    from websockets.exceptions import InvalidStatus
+
+    valid = {"good-token"}
+    async with FakeLiveServer(token_check=valid.__contains__) as server:
+        url = f"wss://127.0.0.1:{server.port}{VERTEX_PATH}"
+        ssl_ctx = server.client_ssl_context()
+        for headers in ({}, {"Authorization": "Bearer stale-token"}):
+            with pytest.raises(InvalidStatus, match="401"):
+                await websockets.connect(url, ssl=ssl_ctx, additional_headers=headers)
+        model = "projects/p/locations/l/publishers/google/models/gemini-live-test"
+        async with websockets.connect(
+            url, ssl=ssl_ctx, additional_headers={"Authorization": "Bearer good-token"}
+        ) as ws:
+            await ws.send(wire.encode({"setup": {"model": model}}))
+            assert "setupComplete" in json.loads(await ws.recv())
+            await ws.send(wire.encode({"realtime_input": {"text": "hi"}}))
+            usage = None
+            while usage is None:
+                usage = json.loads(await ws.recv()).get("usageMetadata")
+    assert server.rejected_tokens == 2
+    (record,) = server.sessions
+    assert record.vertex and record.bearer_fingerprint and record.model == model
+    assert "candidatesTokenCount" in usage and "responseTokenCount" not in usage  # as Vertex
+
+
+def test_vertex_models_are_matched_by_name() -> None:
+    scenario = Scenario(models=("gemini-live-test",))
+    assert scenario.model_allowed(
+        "projects/p/locations/l/publishers/google/models/gemini-live-test"
+    )
+    assert not scenario.model_allowed("projects/p/locations/l/publishers/google/models/other")
+
+
+def test_token_server_mints_for_trusted_keys_only(tmp_path: Path) -> None:
+    from google.auth.exceptions import RefreshError
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    from app.dev.fakes.oauth import FakeTokenServer, service_account_key
+
+    tokens = FakeTokenServer(lifetime_s=120)
+    tokens.start()
+    try:
+        trusted, public = service_account_key(tokens.token_uri)
+        tokens.trust(trusted["private_key_id"], public)
+        stranger, _ = service_account_key(tokens.token_uri)
+        scopes = ["https://www.googleapis.com/auth/cloud-platform"]
+        good = service_account.Credentials.from_service_account_info(trusted, scopes=scopes)
+        good.refresh(Request())
+        assert tokens.is_valid(good.token) and not tokens.is_valid("ya29.made-up")
+        bad = service_account.Credentials.from_service_account_info(stranger, scopes=scopes)
+        with pytest.raises(RefreshError, match="invalid_grant"):
+            bad.refresh(Request())
+    finally:
+        tokens.stop()
+    assert [ok for _, ok in tokens.requests] == [True, False]
+
+
+async def test_resume_refusal_and_refuse_setup_after(fake_live_factory: FakeLiveFactory) -> None:
+    server = await fake_live_factory(
+        {
+            "resume_refused": True,
+            "resume_refusal": {"code": 1007, "reason": "Request contains an invalid argument."},
+            "refuse_setup": {"code": 1011, "reason": "Internal error occurred."},
+            "refuse_setup_after": 2,
+        }
+    )
+    client = client_for(server)
+    config = types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        session_resumption=types.SessionResumptionConfig(handle="h-any"),
+    )
+    async with client.aio.live.connect(model="gemini-live-test") as session:
+        assert session.session_id
+    with pytest.raises(errors.APIError) as refused:
+        async with client.aio.live.connect(model="gemini-live-test", config=config):
+            pass
+    with pytest.raises(errors.APIError) as later:
+        async with client.aio.live.connect(model="gemini-live-test"):
+            pass
+    assert (refused.value.code, later.value.code) == (1007, 1011)
+    assert [s.ended for s in server.sessions] == ["client_closed", "refused", "refused"]
+
+
+async def test_raw_messages_and_id_less_tool_calls(fake_live_factory: FakeLiveFactory) -> None:
+    raw = [{"voiceActivity": {"voiceActivityType": "ACTIVITY_START"}}]
+    server = await fake_live_factory(
+        {
+            "audio": {"speed": 0},
+            "greeting": {
+                "clip": "greeting",
+                "raw": raw,
+                "tool_calls": [{"name": "lookup", "omit_id": True}],
+            },
+        }
+    )
+    async with websockets.connect(
+        f"wss://127.0.0.1:{server.port}/ws/google.ai.generativelanguage.v1beta."
+        "GenerativeService.BidiGenerateContent",
+        ssl=server.client_ssl_context(),
+    ) as ws:
+        await ws.send(wire.encode({"setup": {"model": "models/x"}}))
+        await ws.recv()
+        await ws.send(wire.encode({"realtime_input": {"text": "hi"}}))
+        assert json.loads(await ws.recv()) == raw[0]
+        call = json.loads(await ws.recv())["toolCall"]["functionCalls"][0]
+        assert call == {"name": "lookup", "args": {}}
+        response = {"name": "lookup", "response": {"ok": True}}
+        await ws.send(wire.encode({"tool_response": {"functionResponses": [response]}}))
+        while "turnComplete" not in json.loads(await ws.recv()).get("serverContent", {}):
+            pass
+    (check,) = server.sessions[0].tool_checks
+    assert check.outcome == "answered" and check.name == "lookup"

@@ -255,11 +255,11 @@ class CallBridge:
     async def _on_event(self, event: Any) -> None:
         match event:
             case AgentAudio():
-                self._on_agent_audio(event)
+                await self._on_agent_audio(event)
             case Interrupted():
-                if self._on_interrupted():
-                    # Yield to the writer once: the clear leaves before more buffered
-                    # Live events are processed.
+                if await self._on_interrupted():
+                    # The writer has the clear (the socket was busy): yield to it once,
+                    # so the clear leaves before more buffered Live events are handled.
                     await asyncio.sleep(0)
             case TurnComplete() | GenerationComplete():
                 if isinstance(event, TurnComplete):
@@ -303,10 +303,10 @@ class CallBridge:
             case GoAway() | ResumptionUpdate():
                 pass
 
-    def _on_agent_audio(self, event: AgentAudio) -> bool:
-        """Queue the chunk; True when it woke the writer (the queue was empty)."""
+    async def _on_agent_audio(self, event: AgentAudio) -> None:
+        """Queue the chunk; into an empty queue, its first frames go out at once."""
         if self.policy.closing:
-            return False  # a notice is playing; the call is ending
+            return  # a notice is playing; the call is ending
         received = time.perf_counter()
         now = self._clock()
         pcm24 = np.frombuffer(event.pcm[: len(event.pcm) // 2 * 2], dtype="<i2").astype(np.int16)
@@ -321,11 +321,10 @@ class CallBridge:
         if self.stats.first_agent_audio_s is None:
             self.stats.first_agent_audio_s = now - self._started
         if was_empty:
-            self.outbound.audio_queued(received)
-        return was_empty
+            await self.outbound.audio_queued(received)
 
-    def _on_interrupted(self) -> bool:
-        """Clear the agent's audio; True when a clear was queued."""
+    async def _on_interrupted(self) -> bool:
+        """Clear the agent's audio; True when the clear was queued for the writer."""
         received = time.perf_counter()
         barge_in = self.policy.interrupted()
         if barge_in is None:
@@ -333,12 +332,12 @@ class CallBridge:
         self.stats.interruptions += 1
         stopped_at = self.playout.clear(self.now_sample())
         self._to_caller.reset()
-        self.outbound.clear(stopped_at, received)
+        sent = await self.outbound.clear_now(stopped_at, received)
         if barge_in.cancelled_exit is not None:
             # The caller talked over the goodbye: the conversation goes on.
             reason = barge_in.cancelled_exit.reason.value
             self._log.info("call.exit_cancelled", reason=reason)
-        return True
+        return not sent
 
     async def _on_mark(self, name: str) -> None:
         mark, played = self.playout.mark_echoed(name)

@@ -1,14 +1,17 @@
-"""The one task that writes to the Twilio socket: clears, marks and paced agent audio.
+"""Writing to the Twilio socket: clears, marks and paced agent audio.
 
-Other tasks never send: they change state (the playout queue, the policy) and queue a
-control message (`clear`, a mark), then wake the writer. A slow Twilio socket therefore
-delays only the writer; the Live pump goes on reading (and acting on `interrupted`) while
-a send is stuck. Control messages go out before any further audio, in the order queued,
+One writer task owns the socket's pacing: other tasks change state (the playout queue,
+the policy) and queue a control message (`clear`, a mark), then wake it. Sends never
+overlap (one lock), and nobody ever waits for the socket on another's behalf: a slow
+Twilio socket delays only the task that is sending, and the Live pump goes on reading
+(and acting on `interrupted`) while the writer is stuck in a send.
+
+The one exception to "only the writer sends" is latency: when the socket is free (no
+send in progress), the Live pump sends a barge-in's `clear`, or the first frames of a
+chunk that found the queue empty, itself. Waking the writer instead puts the send behind
+every callback the event loop has ready, which on a loaded loop is milliseconds (the
+`clear` bar is 0.5 ms at p99). When the socket is busy they are queued for the writer,
 and a queued `clear` stops a burst of audio sends between two messages.
-
-The writer sleeps on one future per wait (the same cost as `asyncio.sleep`), woken by a
-pacing timer or by `kick()`: a barge-in's `clear` leaves on the writer's next turn of
-the event loop.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class Outbound:
         self._idle = False  # waiting for work (True) rather than for pacing or a send
         self._waiter: asyncio.Future[None] | None = None
         self._chunk_received: float | None = None
+        # Held around every send section, by the writer or the Live pump's fast path;
+        # the pump only ever takes it when free (`locked()` first), never waits for it.
+        self._socket = asyncio.Lock()
 
     # --- called by the other tasks (never await, never send) ---------------------------
     def kick(self) -> None:
@@ -89,18 +95,34 @@ class Outbound:
         if self._idle:
             self.kick()
 
-    def audio_queued(self, received: float) -> None:
-        """A chunk went into an empty playout queue: send it now, and time it from
-        `received` (the Live event in hand) to its frames written. Chunks queued behind
-        audio still ahead of playback wait on purpose (pacing), so they are not timed."""
+    async def audio_queued(self, received: float) -> None:
+        """A chunk went into an empty playout queue: send what pacing allows now, timed
+        from `received` (the Live event in hand) to its frames written. Chunks queued
+        behind audio still ahead of playback wait on purpose (pacing): not timed."""
         self._chunk_received = received
-        self.kick()
+        if self._socket.locked() or self._control:
+            self.kick()  # the writer is sending: it takes these frames next
+            return
+        async with self._socket:
+            await self._send_frames()
+        if self._playout.has_frame():
+            self.kick()  # the rest is paced by the writer
 
     def clear(self, stopped_at: int, received: float | None) -> None:
-        """Queue a `clear` (the playout was cleared by the caller). `received` times a
-        barge-in; None for our own clear before a notice."""
+        """Queue a `clear` for the writer (the playout was already cleared). `received`
+        times a barge-in; None for our own clear before a notice."""
         self._control.append(_Clear(stopped_at, received))
         self.kick()
+
+    async def clear_now(self, stopped_at: int, received: float) -> bool:
+        """A barge-in's `clear`: sent at once when the socket is free, else queued ahead
+        of any further audio. True when it was sent here."""
+        if self._socket.locked() or self._control:
+            self.clear(stopped_at, received)
+            return False
+        async with self._socket:
+            await self._send_control(_Clear(stopped_at, received))
+        return True
 
     def mark(self, purpose: str) -> str:
         """Queue a mark after everything sent so far; returns its name."""
@@ -117,9 +139,10 @@ class Outbound:
             if not self._kicked:
                 await self._sleep(loop, delay)
             self._kicked = False
-            while self._control:
-                await self._send_control(self._control.popleft())
-            await self._send_frames()
+            async with self._socket:
+                while self._control:
+                    await self._send_control(self._control.popleft())
+                await self._send_frames()
             delay = None
             if self._playout.has_frame():
                 # Time passes while a burst is sent, so frames may be due again at once:

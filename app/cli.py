@@ -1,4 +1,4 @@
-"""The `voicebot` command line: serve, demo, simulate, fake-live, bench, codec-report, twilio."""
+"""The `voicebot` command line: serve, console, demo, simulate, fake-live, bench, codec-report, twilio."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept requests without a valid Twilio signature (local development only)",
     )
+
+    console = sub.add_parser(
+        "console", help="the service on localhost with the web console (fake Live without a key)"
+    )
+    console.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
 
     demo = sub.add_parser("demo", help="a whole simulated call through the real server, offline")
     demo.add_argument("--json", action="store_true", help="print one JSON object (see README)")
@@ -93,6 +98,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "serve":
         return _serve(args)
+    if command == "console":
+        from app.dev.console import main as console_main
+
+        return console_main(args.port)
     if command == "demo":
         from app.dev.demo import main as demo_main
 

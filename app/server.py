@@ -23,6 +23,7 @@ from app.assets import load_clip_8k
 from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
 from app.call.state import make_state_store
+from app.console.routes import mount_console
 from app.errors import RecordingError
 from app.live.config import live_options, session_options
 from app.live.direct import DirectConnector
@@ -219,6 +220,11 @@ def create_app(services: Services) -> Starlette:
         timings_route(services.metrics, settings.secret("admin_token")),
         *calls_routes(settings.recordings_dir, settings.secret("admin_token")),
     ]
+    # The web console exists only with ADMIN_TOKEN set (404 otherwise, as the admin API).
+    console = mount_console(services) if settings.console_enabled else None
+    if console is not None:
+        routes.extend(console.routes)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
+    app.state.console = console
     return app

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from app.call.bridge import CallBridge
     from app.call.ports import RecorderFactory
+    from app.console.events import EventBus
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Services:
     apology: NDArray[np.int16] | None = None
     twilio_rest: TwilioRest | None = None  # None: no Twilio credentials configured
     redis: Redis | None = None  # shared by the stream-token ledger; None without REDIS_URL
+    # The console's live event bus (app/console/events.py); None when the console is off.
+    console_bus: EventBus | None = None
     draining: bool = False
     active_calls: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     bridges: dict[str, CallBridge] = field(default_factory=dict)

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     recordings_dir: Path = Path("recordings")
     recording_retention_days: int = Field(default=0, ge=0)
     admin_token: SecretStr | None = None
+    # The web console at /console (docs/console.md); it exists only when ADMIN_TOKEN is set.
+    console_enabled: bool = True
 
     # --- Process -----------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,6 +1,8 @@
 """Admin API over finished calls: records and recordings, behind a bearer token.
 
-    GET /calls                       call records, newest first (`?limit=`, default 50)
+    GET /calls                       call records, newest first: `?limit=` (default 50),
+                                     `?offset=` (paging), `?q=` (text in sid, numbers, end
+                                     reason, direction, agent), `?summary=1` (one line each)
     GET /calls/{call_sid}            one call record (JSON)
     GET /calls/{call_sid}/recording  the stereo WAV (`?format=mp3` for the MP3 copy)
 
@@ -32,7 +34,7 @@ Handler = Callable[[Request], Response]
 
 def calls_routes(recordings_dir: Path, admin_token: str | None) -> list[Route]:
     """The admin routes; `admin_token` None or empty disables them (404)."""
-    api = _CallsApi(recordings_dir, admin_token or None)
+    api = CallsApi(recordings_dir, admin_token or None)
     return [
         Route("/calls", api.guard(api.list_calls), methods=["GET"]),
         Route("/calls/{call_sid}", api.guard(api.get_call), methods=["GET"]),
@@ -40,7 +42,7 @@ def calls_routes(recordings_dir: Path, admin_token: str | None) -> list[Route]:
     ]
 
 
-class _CallsApi:
+class CallsApi:
     def __init__(self, directory: Path, admin_token: str | None) -> None:
         self._dir = directory
         self._token = admin_token.encode() if admin_token else None
@@ -62,17 +64,31 @@ class _CallsApi:
         return guarded
 
     def list_calls(self, request: Request) -> Response:
-        limit = _limit(request.query_params.get("limit"))
+        params = request.query_params
+        limit = _limit(params.get("limit"))
         if limit is None:
             return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
+        offset = params.get("offset", "0")
+        if not offset.isdigit():
+            return _error(400, "offset must be a non-negative integer")
+        query = params.get("q", "").strip().lower()[:100]
+        summary = params.get("summary") in ("1", "true")
         calls: list[Json] = []
+        skip = int(offset)
+        more = False
         for path in self._records_newest_first():
-            if len(calls) == limit:
-                break
             record = read_json(path)  # unreadable records are skipped, not counted
-            if record is not None:
-                calls.append(record)
-        return _json({"calls": calls, "count": len(calls)})
+            if record is None or (query and query not in _search_text(record)):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            if len(calls) == limit:
+                more = True
+                break
+            calls.append(summarize(record) if summary else record)
+        body: Json = {"calls": calls, "count": len(calls), "offset": int(offset), "more": more}
+        return _json(body)
 
     def get_call(self, request: Request) -> Response:
         record_path = self._call_file(request, ".json")
@@ -124,6 +140,39 @@ class _CallsApi:
                     continue  # pruned between the listing and the stat
         dated.sort(reverse=True)
         return [path for _, path in dated]
+
+
+def summarize(record: Json) -> Json:
+    """One history line: who, when, how long, how it ended, and what happened."""
+    usage = record.get("usage")
+    tokens = usage.get("totalTokenCount") if isinstance(usage, dict) else None
+    meta = record.get("meta")
+    agent = meta.get("agent") if isinstance(meta, dict) else None
+    return {
+        "call_sid": record.get("call_sid"),
+        "direction": record.get("direction", "inbound"),
+        "agent": record.get("agent", agent),
+        "from": record.get("from"),
+        "to": record.get("to"),
+        "started_at": record.get("started_at"),
+        "duration_s": record.get("duration_s"),
+        "end_reason": record.get("end_reason"),
+        "turns": _count(record, "transcript"),
+        "tool_calls": _count(record, "tool_calls"),
+        "interruptions": _count(record, "interruptions"),
+        "reconnects": _count(record, "reconnects"),
+        "tokens": tokens,
+    }
+
+
+def _count(record: Json, key: str) -> int:
+    value = record.get(key)
+    return len(value) if isinstance(value, list) else 0
+
+
+def _search_text(record: Json) -> str:
+    fields = ("call_sid", "from", "to", "end_reason", "direction", "agent")
+    return " ".join(str(record.get(key) or "") for key in fields).lower()
 
 
 def _bearer(request: Request) -> str | None:

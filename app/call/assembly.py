@@ -69,6 +69,7 @@ def call_recorders(
                 "from": call.from_number,
                 "to": call.to_number,
                 "agent": agent.name if agent else None,
+                "direction": call.direction,
                 "model": agent.model if agent else settings.gemini_model,
                 "voice": agent.voice if agent else settings.gemini_voice,
             },
@@ -130,13 +131,18 @@ async def _build_bridge(
     recorder: CallRecording | None,
     connector: CallConnector,
 ) -> CallBridge:
-    rest = services.twilio_rest
+    web = call.direction == "web"  # no Twilio call: hanging up is closing the socket
+    rest = None if web else services.twilio_rest
 
     async def hangup(call_sid: str) -> None:
         if rest is not None:
             await rest.hangup(call_sid)
 
     async def transfer(call_sid: str, number: str, announcement: str | None) -> None:
+        if web:
+            # Nobody can be dialled from a browser; the call ends as "transferred".
+            log.info("webcall.transfer_not_dialled", number=number)
+            return
         if rest is None:
             raise RuntimeError("transfer needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
         await rest.redirect(call_sid, dial_twiml(number, announcement))

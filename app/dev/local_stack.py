@@ -39,10 +39,11 @@ async def local_stack(
     *,
     real_gemini: bool = False,
     env_file: str | None = None,
+    port: int | None = None,
     **overrides: Any,
 ) -> AsyncIterator[LocalStack]:
     """Start the stack; `overrides` are Settings fields (e.g. recordings_dir=...)."""
-    port = free_port()
+    port = port or free_port()
     auth_token = overrides.pop("twilio_auth_token", None) or secrets.token_hex(16)
     base = {
         "public_base_url": f"http://127.0.0.1:{port}",

@@ -138,6 +138,8 @@ def build_record(
         "from": clean.get("from"),
         "to": clean.get("to"),
         "agent": clean.get("agent"),  # who answered (app/agents); None in older records
+        # "inbound" for a phone call, "web" for a console call from a browser.
+        "direction": clean.get("direction") or "inbound",
         "started_at": iso_utc(started_at),
         "ended_at": iso_utc(ended_at),
         "duration_s": round(duration_s, 3),

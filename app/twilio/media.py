@@ -143,14 +143,8 @@ async def media_endpoint(ws: WebSocket) -> None:
         return
     await ws.accept()
     reader = FrameReader(ws, services, log)
-    try:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            start = await reader.wait_for_start()
-    except TimeoutError:
-        start = None
+    start = await read_start(ws, reader)
     if start is None:
-        code = POLICY_VIOLATION if reader.close_code == 1000 else reader.close_code
-        await StreamSink(ws).close(code, "no start message")
         return
     bound = log.bind(call_sid=start.call_sid, stream_sid=start.stream_sid)
     try:
@@ -176,6 +170,19 @@ async def media_endpoint(ws: WebSocket) -> None:
         # Last: the stream closes only once the call is fully wound down (recording
         # closed), so whoever watches the socket sees a finished call.
         await StreamSink(ws).close(reader.close_code, reader.close_reason)
+
+
+async def read_start(ws: WebSocket, reader: FrameReader) -> Start | None:
+    """The stream's `start`; None once the stream was closed for want of one in time."""
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            start = await reader.wait_for_start()
+    except TimeoutError:
+        start = None
+    if start is None:
+        code = POLICY_VIOLATION if reader.close_code == 1000 else reader.close_code
+        await StreamSink(ws).close(code, "no start message")
+    return start
 
 
 async def _check_token(services: Services, start: Start) -> None:

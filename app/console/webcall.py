@@ -1,0 +1,172 @@
+"""Web calls: a browser talks to the agent through the same path as a phone call.
+
+    POST /console/api/webcall   -> {call_sid, stream_sid, account_sid, parameters, socket}
+    WS   /console/ws/call         the page speaks Twilio's Media Streams protocol
+
+The POST plays the part of Twilio's voice webhook: it names the call, pre-warms its Live
+session and issues a single-use token that must come back in `start.customParameters`
+(as the webhook's TwiML `<Parameter>`s do). The socket then runs exactly the phone
+path (`app.twilio.media`: frame reader, bad-frame flood close, bridge, tools, recorder),
+with direction "web" in the record. A web call has no Twilio call behind it: hanging up
+closes the socket, and a transfer ends the call as "transferred" without dialling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import secrets
+from typing import Any
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from app.call.assembly import call_info_from_start, run_call
+from app.console.auth import ConsoleAuth
+from app.errors import SignatureError
+from app.logs import bind_call
+from app.services import Services
+from app.twilio.media import POLICY_VIOLATION, START_TIMEOUT_S, FrameReader, StreamSink
+from app.twilio.stream_tokens import (
+    CALL_SID_PARAM,
+    TOKEN_PARAM,
+    MemoryUsedTokens,
+    RedisUsedTokens,
+    StreamTokens,
+)
+
+log = structlog.get_logger()
+
+# Twilio's limit for one <Parameter>: name + value under 500 characters.
+MAX_PARAMETER_CHARS = 500
+MAX_PARAMETERS = 20
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_RESERVED = {CALL_SID_PARAM, TOKEN_PARAM}
+WEB_ACCOUNT_SID = "ACwebconsole"
+
+
+class WebCalls:
+    """Issues web calls and checks the stream that claims one."""
+
+    def __init__(self, services: Services, admin_token: str) -> None:
+        used = RedisUsedTokens(services.redis) if services.redis is not None else MemoryUsedTokens()
+        # Its own key: a phone call's stream token never opens a web call, nor the reverse.
+        key = b"web-call\0" + admin_token.encode()
+        self._tokens = StreamTokens(key, services.settings.stream_token_ttl, used)
+        self._services = services
+
+    def create(self, caller: str, called: str, custom: dict[str, str]) -> dict[str, Any]:
+        call_sid = "CA" + secrets.token_hex(16)
+        parameters = {
+            **custom,
+            "from": caller,
+            "to": called,
+            CALL_SID_PARAM: call_sid,
+            TOKEN_PARAM: self._tokens.issue(call_sid),
+        }
+        self._services.prewarm.start(call_sid)
+        return {
+            "call_sid": call_sid,
+            "stream_sid": "MZ" + secrets.token_hex(16),
+            "account_sid": WEB_ACCOUNT_SID,
+            "parameters": parameters,
+            "socket": "/console/ws/call",
+        }
+
+    async def redeem(self, call_sid: str, parameters: dict[str, str]) -> None:
+        if parameters.get(CALL_SID_PARAM) != call_sid:
+            raise SignatureError("stream parameters do not belong to this call")
+        await self._tokens.redeem(call_sid, parameters.get(TOKEN_PARAM))
+
+
+def parse_request(body: bytes) -> tuple[str, str, dict[str, str]] | str:
+    """(from, to, custom parameters) from the page's JSON, or what is wrong with it."""
+    try:
+        data = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        return "body must be JSON"
+    if not isinstance(data, dict):
+        return "body must be a JSON object"
+    caller, called = data.get("from", ""), data.get("to", "")
+    if not isinstance(caller, str) or not isinstance(called, str):
+        return "from and to must be strings"
+    if len(caller) > 64 or len(called) > 64:
+        return "from and to are at most 64 characters"
+    raw = data.get("parameters") or {}
+    if not isinstance(raw, dict) or len(raw) > MAX_PARAMETERS:
+        return f"parameters must be an object of at most {MAX_PARAMETERS} names"
+    custom: dict[str, str] = {}
+    for name, value in raw.items():
+        if not _NAME.match(str(name)) or name in _RESERVED or name in ("from", "to"):
+            return f"parameter name not allowed: {str(name)[:64]!r}"
+        if not isinstance(value, str) or len(name) + len(value) >= MAX_PARAMETER_CHARS:
+            return (
+                f"parameter {name!r}: a string, name + value under {MAX_PARAMETER_CHARS} characters"
+            )
+        custom[name] = value
+    return caller.strip(), called.strip(), custom
+
+
+async def create_webcall(request: Request) -> Response:
+    services: Services = request.app.state.services
+    console = request.app.state.console
+    if services.draining:
+        return _json({"error": "the server is shutting down"}, 503)
+    parsed = parse_request(await request.body())
+    if isinstance(parsed, str):
+        return _json({"error": parsed}, 400)
+    call = console.webcalls.create(*parsed)
+    log.info("webcall.created", call_sid=call["call_sid"], caller=parsed[0], called=parsed[1])
+    return _json(call, 201)
+
+
+async def webcall_socket(ws: WebSocket) -> None:
+    services: Services = ws.app.state.services
+    console = ws.app.state.console
+    auth: ConsoleAuth = console.auth
+    if not (auth.authenticated(ws) and auth.same_origin(ws)):
+        # Refused before the handshake completes (HTTP 403): a cross-site page, or no session.
+        log.warning("webcall.refused", origin=ws.headers.get("origin", "")[:200])
+        await ws.close(POLICY_VIOLATION)
+        return
+    await ws.accept()
+    reader = FrameReader(ws, services, log)
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            start = await reader.wait_for_start()
+    except TimeoutError:
+        start = None
+    if start is None:
+        code = POLICY_VIOLATION if reader.close_code == 1000 else reader.close_code
+        await StreamSink(ws).close(code, "no start message")
+        return
+    bound = log.bind(call_sid=start.call_sid, stream_sid=start.stream_sid)
+    try:
+        await console.webcalls.redeem(start.call_sid, dict(start.custom_parameters))
+    except SignatureError as exc:
+        bound.warning("webcall.bad_token", error=str(exc))
+        await StreamSink(ws).close(POLICY_VIOLATION, str(exc))
+        return
+    reader.stream_sid = start.stream_sid
+    bind_call(start.call_sid, start.stream_sid)
+    call = dataclasses.replace(call_info_from_start(start), direction="web")
+    try:
+        await run_call(
+            services,
+            call,
+            StreamSink(ws),
+            reader.messages(),
+            log=bound,
+            received_at=lambda: reader.received_at,
+        )
+    finally:
+        # As for Twilio: the socket closes once the call is wound down (recording saved).
+        await StreamSink(ws).close(reader.close_code, reader.close_reason)
+
+
+def _json(document: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(document), status, media_type="application/json")

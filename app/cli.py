@@ -1,4 +1,5 @@
-"""The `voicebot` command line: serve, console, demo, simulate, fake-live, bench, codec-report, twilio."""
+"""The `voicebot` command line: serve, console, demo, simulate, fake-live, bench, codec-report,
+twilio."""
 
 from __future__ import annotations
 

@@ -44,6 +44,7 @@ def calls_routes(recordings_dir: Path, admin_token: str | None) -> list[Route]:
 
 class CallsApi:
     def __init__(self, directory: Path, admin_token: str | None) -> None:
+        self.directory = directory
         self._dir = directory
         self._token = admin_token.encode() if admin_token else None
 

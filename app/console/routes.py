@@ -15,12 +15,13 @@ state-changing requests and WebSocket upgrades also need this console's Origin.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import orjson
 from sse_starlette import EventSourceResponse
@@ -35,7 +36,7 @@ from app.console.events import ALL_CALLS, EventBus, MemoryBus, Watcher
 from app.console.listen import listen_socket
 from app.console.watch import TeedRecorders
 from app.console.webcall import WebCalls, create_webcall, webcall_socket
-from app.recording import is_call_sid
+from app.recording import call_file, is_call_sid
 from app.services import Services
 
 STATIC = Path(__file__).parent / "static"
@@ -53,6 +54,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 SSE_PING_S = 15
+START_WAIT_S = 15.0
+MAX_LOGIN_BYTES = 4096
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -171,9 +174,12 @@ async def login(request: Request) -> Response:
         return _json({"error": "cross-site request refused"}, 403)
     if auth.throttled():
         return _json({"error": "too many failed logins; wait a minute"}, 429)
-    form = await request.form()
-    token = form.get("token")
-    if not isinstance(token, str) or not auth.check_token(token.strip()):
+    body = await request.body()
+    if len(body) > MAX_LOGIN_BYTES:
+        return _json({"error": "request too large"}, 413)
+    # URL-encoded form (what the login page posts); parsed here, no multipart library.
+    token = dict(parse_qsl(body.decode("utf-8", "replace"))).get("token", "")
+    if not token or not auth.check_token(token.strip()):
         return _json({"error": "wrong token"}, 401)
     response = _json({"ok": True})
     response.set_cookie(
@@ -224,19 +230,29 @@ async def all_events(request: Request) -> Response:
 
 
 async def call_events(request: Request) -> Response:
-    """One call's events: what happened so far, then as it happens, until it ends."""
-    bus = _console(request).bus
+    """One call's events: what happened so far, then as it happens, until it ends.
+
+    A call that has not started yet (a web call's page subscribes while its socket is
+    still opening) is waited for, up to START_WAIT_S; a finished one ends the stream.
+    """
+    console = _console(request)
+    bus = console.bus
     call_sid = str(request.path_params["call_sid"])
     if not is_call_sid(call_sid):
         return _json({"error": "invalid call sid"}, 400)
+    finished = call_file(console.calls.directory, call_sid, ".json")
 
     async def stream(watcher: Watcher) -> AsyncIterator[dict[str, Any]]:
         summary = next((c for c in bus.active() if c.get("call_sid") == call_sid), None)
+        replay = summary is not None
+        if summary is None and not await run_in_threadpool(finished.is_file):
+            summary = await _wait_for_start(watcher)
         if summary is None:
             yield _sse({"type": "call.ended", "call_sid": call_sid, "end_reason": None})
             return
-        yield _sse({"type": "call.started", "call": summary, "replay": True})
-        for event in bus.recent(call_sid):
+        yield _sse({"type": "call.started", "call": summary})
+        # Joining mid-call: the events so far (later ones are already in the queue).
+        for event in bus.recent(call_sid) if replay else ():
             yield _sse(event)
         async for event in watcher:
             yield _sse(event)
@@ -244,6 +260,18 @@ async def call_events(request: Request) -> Response:
                 return
 
     return _event_stream(bus, call_sid, stream)
+
+
+async def _wait_for_start(watcher: Watcher) -> dict[str, Any] | None:
+    try:
+        async with asyncio.timeout(START_WAIT_S):
+            while True:
+                event = await watcher.get()
+                if event.get("type") == "call.started":
+                    call: dict[str, Any] = event["call"]
+                    return call
+    except TimeoutError:
+        return None
 
 
 def _event_stream(

@@ -150,4 +150,47 @@ def test_listing_is_newest_first_and_limited(tmp_path: Path) -> None:
 
 def test_listing_a_missing_directory_is_empty(tmp_path: Path) -> None:
     listing = client(tmp_path / "never-created").get("/calls", headers=AUTH)
-    assert listing.status_code == 200 and listing.json() == {"calls": [], "count": 0}
+    assert listing.status_code == 200 and listing.json() == {
+        "calls": [],
+        "count": 0,
+        "offset": 0,
+        "more": False,
+    }
+
+
+def test_paging_filter_and_summaries(tmp_path: Path) -> None:
+    sids = [f"CA{i:032x}" for i in range(5)]
+    for age, sid in enumerate(sids):  # sids[0] ended last: newest
+        add_call(tmp_path, sid, ended_ago_s=age * 10)
+    web = tmp_path / f"{sids[3]}.json"
+    web.write_bytes(
+        orjson.dumps(
+            {
+                "call_sid": sids[3],
+                "direction": "web",
+                "from": "+15550001111",
+                "end_reason": "agent_hangup",
+                "transcript": [{}, {}],
+                "tool_calls": [{}],
+                "usage": {"totalTokenCount": 42},
+            }
+        )
+    )
+    os.utime(web, (time.time() - 30, time.time() - 30))
+    api = client(tmp_path)
+    first = api.get("/calls?limit=2&summary=1", headers=AUTH).json()
+    assert [c["call_sid"] for c in first["calls"]] == sids[:2] and first["more"] is True
+    second = api.get("/calls?limit=2&offset=2&summary=1", headers=AUTH).json()
+    assert [c["call_sid"] for c in second["calls"]] == sids[2:4]
+    last = api.get("/calls?limit=2&offset=4", headers=AUTH).json()
+    assert [c["call_sid"] for c in last["calls"]] == sids[4:] and last["more"] is False
+    found = api.get("/calls?q=WEB&summary=1", headers=AUTH).json()["calls"]
+    assert found == [
+        {
+            "call_sid": sids[3], "direction": "web", "agent": None, "from": "+15550001111",
+            "to": None, "started_at": None, "duration_s": None, "end_reason": "agent_hangup",
+            "turns": 2, "tool_calls": 1, "interruptions": 0, "reconnects": 0, "tokens": 42,
+        }
+    ]  # fmt: skip
+    assert api.get("/calls?q=%2B1555000&summary=1", headers=AUTH).json()["count"] == 1
+    assert api.get("/calls?offset=-1", headers=AUTH).status_code == 400

@@ -29,7 +29,7 @@ ALL_CALLS = "*"
 LIFECYCLE = frozenset({"call.started", "call.updated", "call.ended"})
 DEFAULT_QUEUE = 256
 # Events kept per active call so a watcher who opens a call mid-way sees it from the start.
-HISTORY = 500
+HISTORY = 300
 
 Event = dict[str, Any]
 

@@ -13,7 +13,6 @@ closes the socket, and a transfer ends the call as "transferred" without diallin
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 import secrets
@@ -30,7 +29,7 @@ from app.console.auth import ConsoleAuth
 from app.errors import SignatureError
 from app.logs import bind_call
 from app.services import Services
-from app.twilio.media import POLICY_VIOLATION, START_TIMEOUT_S, FrameReader, StreamSink
+from app.twilio.media import POLICY_VIOLATION, FrameReader, StreamSink, read_start
 from app.twilio.stream_tokens import (
     CALL_SID_PARAM,
     TOKEN_PARAM,
@@ -135,14 +134,8 @@ async def webcall_socket(ws: WebSocket) -> None:
         return
     await ws.accept()
     reader = FrameReader(ws, services, log)
-    try:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            start = await reader.wait_for_start()
-    except TimeoutError:
-        start = None
+    start = await read_start(ws, reader)
     if start is None:
-        code = POLICY_VIOLATION if reader.close_code == 1000 else reader.close_code
-        await StreamSink(ws).close(code, "no start message")
         return
     bound = log.bind(call_sid=start.call_sid, stream_sid=start.stream_sid)
     try:

@@ -151,6 +151,14 @@ async def test_web_call_live_view_and_review(
     await live.wait_for_selector("#feed .line.agent", timeout=10_000)
     assert "book_appointment" in (await live.text_content("#feed .line.tool") or "")
     assert await live.text_content("#status") == "In progress"
+    # Listen in: both sides' audio reaches the live page and its mixer plays something.
+    await live.click("#listen")
+    heard = await wait_for(
+        live,
+        "(h => h.caller > 3 && h.agent > 3 && h.loudest > 0.01 && h)(window.__voicebotTest.listen)",
+        20,
+    )
+    assert heard["caller"] > 3 and heard["agent"] > 3
     # The barge-in, as the page's player saw it.
     clears = await wait_for(
         page,
@@ -212,6 +220,7 @@ async def test_web_call_live_view_and_review(
     await row.wait_for(timeout=10_000)
     assert "web" in await row.inner_text()
     assert "caller hangup" in await row.inner_text()
+    await page.screenshot(path=str(DOCS_IMG / "console-calls.png"))
     await row.locator("a").click()
     await page.wait_for_url(f"**/console/calls/{call_sid}")
     await wait_for(page, "window.__voicebotTest.loaded === true", 15)

@@ -9,7 +9,7 @@ document.getElementById("sid").textContent = callSid;
 const feed = new Feed(document.getElementById("feed"));
 const status = document.getElementById("status");
 const latencies = [];
-window.__voicebotTest = { events: [] };
+window.__voicebotTest = { events: [], listen: { caller: 0, agent: 0, cleared: 0, loudest: 0 } };
 
 const source = subscribe(`/console/api/calls/${callSid}/events`, {
   "call.started": (event) => {
@@ -70,6 +70,8 @@ async function startListening() {
   await context.audioWorklet.addModule("/console/static/audio/listen-worklet.js");
   const mixer = new AudioWorkletNode(context, "listen-mixer", { outputChannelCount: [1] });
   mixer.connect(context.destination);
+  const heard = window.__voicebotTest.listen;
+  mixer.port.onmessage = (event) => (heard.loudest = Math.max(heard.loudest, event.data.rms));
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/console/ws/listen/${callSid}`);
   socket.binaryType = "arraybuffer";
@@ -78,9 +80,11 @@ async function startListening() {
     const kind = view.getUint8(0);
     const at = view.getUint32(1, true);
     if (kind === 2) {
+      heard.cleared += 1;
       mixer.port.postMessage({ type: "cleared", at });
       return;
     }
+    heard[kind === 0 ? "caller" : "agent"] += 1;
     const pcm = new Int16Array(message.data.slice(5));
     const samples = Float32Array.from(pcm, (v) => v / 32768);
     mixer.port.postMessage({ type: "audio", side: kind === 0 ? "caller" : "agent", at, samples }, [samples.buffer]);

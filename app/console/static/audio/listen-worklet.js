@@ -4,6 +4,7 @@
 // newest caller audio; anything arriving for a position already played is skipped.
 const RING = 8000 * 8; // 8 s per side
 const DELAY = 8000 * 0.5;
+const REPORT = 16; // ~250 ms of 128-sample quanta
 
 class ListenMixer extends AudioWorkletProcessor {
   constructor() {
@@ -12,6 +13,8 @@ class ListenMixer extends AudioWorkletProcessor {
     this.agent = new Float32Array(RING);
     this.head = null; // call-clock sample being played
     this.newest = 0;
+    this.energy = 0; // output level, reported every REPORT quanta
+    this.quanta = 0;
     this.port.onmessage = (event) => this.receive(event.data);
   }
 
@@ -41,10 +44,16 @@ class ListenMixer extends AudioWorkletProcessor {
     for (let i = 0; i < out.length; i++) {
       const index = (this.head + i) % RING;
       out[i] = 0.5 * (this.caller[index] + this.agent[index]);
+      this.energy += out[i] * out[i];
       this.caller[index] = 0;
       this.agent[index] = 0;
     }
     this.head += out.length;
+    if (++this.quanta === REPORT) {
+      this.port.postMessage({ rms: Math.sqrt(this.energy / (REPORT * out.length)) });
+      this.quanta = 0;
+      this.energy = 0;
+    }
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     return true;
   }

@@ -81,6 +81,16 @@ def media(created: dict[str, Any], n: int, amplitude: int = 0) -> str:
     )
 
 
+async def until_active(client: httpx.AsyncClient, call_sid: str) -> None:
+    """The call is in progress on the server (its stream started, its bridge runs)."""
+    for _ in range(100):
+        calls = (await client.get("/console/api/active")).json()["calls"]
+        if call_sid in {call["call_sid"] for call in calls}:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{call_sid} never became active")
+
+
 @pytest.fixture
 async def console_stack(stack: StackFactory) -> LocalStack:
     return await stack(SCENARIO, admin_token=ADMIN)
@@ -213,6 +223,7 @@ async def test_events_and_listen_in_follow_a_call(console_stack: LocalStack) -> 
     async with logged_in(s) as client:
         ws, created = await start_web_call(s, client)
         sid = created["call_sid"]
+        await until_active(client, sid)
         ears = await connect(s, client, f"/console/ws/listen/{sid}")
         async with client.stream("GET", f"/console/api/calls/{sid}/events") as stream:
             lines = stream.aiter_lines()

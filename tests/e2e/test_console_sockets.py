@@ -18,9 +18,10 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from app.dev.fakes.twilio_caller import simulate_call
 from app.dev.local_stack import LocalStack
 from telephony.mulaw import pcm16_to_ulaw
-from tests.e2e.conftest import StackFactory, call_record
+from tests.e2e.conftest import StackFactory, call_options, call_record
 
 ADMIN = "console-socket-test-token"
 SCENARIO = {"greeting": {"clip": "tone:440:0.4", "text": "Hi."}}
@@ -250,3 +251,27 @@ async def test_events_and_listen_in_follow_a_call(console_stack: LocalStack) -> 
             while True:
                 await asyncio.wait_for(ears.recv(), 10)
     assert (await call_record(s, sid))["direction"] == "web"
+
+
+async def test_a_phone_call_is_watched_like_a_web_call(console_stack: LocalStack) -> None:
+    """A Twilio call (the simulated caller) shows up in the active list and its events."""
+    s = console_stack
+    options = call_options(s, np.zeros(8000, dtype=np.int16), listen_seconds=1.5)
+    async with logged_in(s) as client, client.stream("GET", "/console/api/events") as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "event: snapshot"
+        assert json.loads((await anext(lines)).removeprefix("data: "))["calls"] == []
+        call = asyncio.create_task(simulate_call(options))
+        seen: list[dict[str, Any]] = []
+        async for line in lines:
+            if line.startswith("data: "):
+                seen.append(json.loads(line.removeprefix("data: ")))
+                if seen[-1]["type"] == "call.ended":
+                    break
+        report = await call
+    started = seen[0]
+    assert started["type"] == "call.started" and started["call"]["call_sid"] == report.call_sid
+    assert started["call"]["direction"] == "inbound"
+    assert started["call"]["from"] == options.from_number
+    assert seen[-1]["call_sid"] == report.call_sid
+    assert (await call_record(s, report.call_sid))["direction"] == "inbound"

@@ -146,7 +146,8 @@ class CallsApi:
 def summarize(record: Json) -> Json:
     """One history line: who, when, how long, how it ended, and what happened."""
     usage = record.get("usage")
-    tokens = usage.get("totalTokenCount") if isinstance(usage, dict) else None
+    # The bridge records Live's usage as `total_tokens` (app/live/events.py `Usage`).
+    tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
     meta = record.get("meta")
     agent = meta.get("agent") if isinstance(meta, dict) else None
     return {

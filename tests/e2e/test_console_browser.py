@@ -220,6 +220,8 @@ async def test_web_call_live_view_and_review(
     await row.wait_for(timeout=10_000)
     assert "web" in await row.inner_text()
     assert "caller hangup" in await row.inner_text()
+    cells = await row.locator("td").all_inner_texts()
+    assert cells[-1].isdigit() and int(cells[-1]) > 0, f"tokens column: {cells}"
     await page.screenshot(path=str(DOCS_IMG / "console-calls.png"))
     await row.locator("a").click()
     await page.wait_for_url(f"**/console/calls/{call_sid}")

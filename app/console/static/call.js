@@ -44,7 +44,7 @@ async function load() {
 }
 
 function showFacts(record) {
-  const tokens = record.usage?.totalTokenCount ?? record.usage?.total_tokens;
+  const tokens = record.usage?.total_tokens;
   const facts = [
     ["Started", when(record.started_at)],
     ["From", record.from || "–"],

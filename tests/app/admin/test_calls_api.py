@@ -172,7 +172,7 @@ def test_paging_filter_and_summaries(tmp_path: Path) -> None:
                 "end_reason": "agent_hangup",
                 "transcript": [{}, {}],
                 "tool_calls": [{}],
-                "usage": {"totalTokenCount": 42},
+                "usage": {"total_tokens": 42, "prompt_tokens": 30},
             }
         )
     )

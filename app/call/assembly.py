@@ -24,7 +24,7 @@ from app.agents.agent import Agent
 from app.agents.calls import agent_for, call_connector, note_call_setup
 from app.agents.inputs import agent_inputs
 from app.agents.routing import AgentBook
-from app.agents.session import CallConnector
+from app.agents.session import DIRECTION_PARAM, CallConnector
 from app.call.bridge import CallBridge
 from app.call.info import BridgeConfig, CallInfo, EndReason
 from app.call.ports import CallRecording, RecorderFactory, TwilioSink
@@ -49,6 +49,9 @@ def call_info_from_start(start: Start) -> CallInfo:
         from_number=params.get("from", ""),
         to_number=params.get("to", ""),
         parameters={k: v for k, v in params.items() if k != TOKEN_PARAM},
+        # Twilio's Direction as the webhook saw it ("inbound", "outbound-api"), or "web"
+        # for a console call; token-covered like every stream parameter.
+        direction=params.get(DIRECTION_PARAM, "inbound"),
     )
 
 

@@ -35,8 +35,8 @@ class CallInfo:
     from_number: str = ""
     to_number: str = ""
     parameters: Mapping[str, str] = field(default_factory=dict)
-    # "inbound": a phone call through Twilio; "web": a console call from a browser, which
-    # has no Twilio call behind it to hang up or redirect (app/console/webcall.py).
+    # Twilio's Direction ("inbound", "outbound-api"), or "web": a console call from a
+    # browser, with no Twilio call behind it to hang up or redirect (app/console/webcall.py).
     direction: str = "inbound"
 
 

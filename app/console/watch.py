@@ -76,7 +76,12 @@ class TeedRecorders:
         self._bus = bus
 
     def __call__(self, call: CallInfo) -> CallRecording:
-        summary = {"from": call.from_number, "to": call.to_number, "direction": call.direction}
+        summary = {
+            "from": call.from_number,
+            "to": call.to_number,
+            "direction": call.direction,
+            "agent": call.parameters.get("agent"),  # as the webhook chose it (token-covered)
+        }
         return WatchedRecorder(self._inner(call), self._bus, call.call_sid, summary)
 
 

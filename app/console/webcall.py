@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from app.agents.session import AGENT_PARAM, DIRECTION_PARAM, RESERVED_PARAMS
 from app.call.assembly import call_info_from_start, run_call
 from app.console.auth import ConsoleAuth
 from app.errors import SignatureError
@@ -37,15 +38,16 @@ from app.twilio.stream_tokens import (
     RedisUsedTokens,
     StreamTokens,
 )
+from app.twilio.webhooks import agent_call
 
 log = structlog.get_logger()
 
-# Twilio's limit for one <Parameter>: name + value under 500 characters.
-MAX_PARAMETER_CHARS = 500
-MAX_PARAMETERS = 20
+# What the voice webhook passes through (app.twilio.webhooks.agent_call).
+MAX_PARAMETERS = 8
+MAX_VALUE_CHARS = 256
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-_RESERVED = {CALL_SID_PARAM, TOKEN_PARAM}
 WEB_ACCOUNT_SID = "ACwebconsole"
+WEB = "web"  # the call's direction, in its record and its token-covered parameters
 
 
 class WebCalls:
@@ -58,56 +60,68 @@ class WebCalls:
         self._tokens = StreamTokens(key, services.settings.stream_token_ttl, used)
         self._services = services
 
-    def create(self, caller: str, called: str, custom: dict[str, str]) -> dict[str, Any]:
+    def create(self, request: WebCallRequest) -> dict[str, Any]:
+        """What the voice webhook does for a phone call: choose the agent, pre-warm its
+        session, and issue the stream's parameters with a token covering them."""
         call_sid = "CA" + secrets.token_hex(16)
-        parameters = {
-            **custom,
-            "from": caller,
-            "to": called,
-            CALL_SID_PARAM: call_sid,
-            TOKEN_PARAM: self._tokens.issue(call_sid),
-        }
-        self._services.prewarm.start(call_sid)
+        form = {"From": request.caller, "To": request.called, "Direction": WEB}
+        query = dict(request.custom)
+        if request.agent:
+            query[AGENT_PARAM] = request.agent
+        parameters, connector = agent_call(self._services, call_sid, form, query)
+        parameters[TOKEN_PARAM] = self._tokens.issue(call_sid, covers=parameters)
+        self._services.prewarm.start(call_sid, connector.open)
         return {
             "call_sid": call_sid,
             "stream_sid": "MZ" + secrets.token_hex(16),
             "account_sid": WEB_ACCOUNT_SID,
+            "agent": connector.agent.name,
             "parameters": parameters,
             "socket": "/console/ws/call",
         }
 
     async def redeem(self, call_sid: str, parameters: dict[str, str]) -> None:
-        if parameters.get(CALL_SID_PARAM) != call_sid:
+        if parameters.get(CALL_SID_PARAM) != call_sid or parameters.get(DIRECTION_PARAM) != WEB:
             raise SignatureError("stream parameters do not belong to this call")
-        await self._tokens.redeem(call_sid, parameters.get(TOKEN_PARAM))
+        covered = {k: v for k, v in parameters.items() if k != TOKEN_PARAM}
+        await self._tokens.redeem(call_sid, parameters.get(TOKEN_PARAM), covers=covered)
 
 
-def parse_request(body: bytes) -> tuple[str, str, dict[str, str]] | str:
-    """(from, to, custom parameters) from the page's JSON, or what is wrong with it."""
+@dataclasses.dataclass(frozen=True)
+class WebCallRequest:
+    caller: str
+    called: str
+    custom: dict[str, str]
+    agent: str | None = None
+
+
+def parse_request(body: bytes) -> WebCallRequest | str:
+    """The call the page asks for, or what is wrong with it. Limits are the webhook's:
+    the voice webhook passes at most 8 extra parameters, names <= 64, values <= 256."""
     try:
         data = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError:
         return "body must be JSON"
     if not isinstance(data, dict):
         return "body must be a JSON object"
-    caller, called = data.get("from", ""), data.get("to", "")
+    caller, called, agent = data.get("from", ""), data.get("to", ""), data.get("agent")
     if not isinstance(caller, str) or not isinstance(called, str):
         return "from and to must be strings"
     if len(caller) > 64 or len(called) > 64:
         return "from and to are at most 64 characters"
+    if agent is not None and (not isinstance(agent, str) or not _NAME.match(agent)):
+        return "agent must be an agent's name"
     raw = data.get("parameters") or {}
     if not isinstance(raw, dict) or len(raw) > MAX_PARAMETERS:
         return f"parameters must be an object of at most {MAX_PARAMETERS} names"
     custom: dict[str, str] = {}
     for name, value in raw.items():
-        if not _NAME.match(str(name)) or name in _RESERVED or name in ("from", "to"):
+        if not _NAME.match(str(name)) or name in RESERVED_PARAMS:
             return f"parameter name not allowed: {str(name)[:64]!r}"
-        if not isinstance(value, str) or len(name) + len(value) >= MAX_PARAMETER_CHARS:
-            return (
-                f"parameter {name!r}: a string, name + value under {MAX_PARAMETER_CHARS} characters"
-            )
+        if not isinstance(value, str) or len(value) > MAX_VALUE_CHARS:
+            return f"parameter {name!r}: a string of at most {MAX_VALUE_CHARS} characters"
         custom[name] = value
-    return caller.strip(), called.strip(), custom
+    return WebCallRequest(caller.strip(), called.strip(), custom, agent or None)
 
 
 async def create_webcall(request: Request) -> Response:
@@ -118,8 +132,10 @@ async def create_webcall(request: Request) -> Response:
     parsed = parse_request(await request.body())
     if isinstance(parsed, str):
         return _json({"error": parsed}, 400)
-    call = console.webcalls.create(*parsed)
-    log.info("webcall.created", call_sid=call["call_sid"], caller=parsed[0], called=parsed[1])
+    call = console.webcalls.create(parsed)
+    log.info(
+        "webcall.created", call_sid=call["call_sid"], caller=parsed.caller, agent=call["agent"]
+    )
     return _json(call, 201)
 
 
@@ -146,11 +162,10 @@ async def webcall_socket(ws: WebSocket) -> None:
         return
     reader.stream_sid = start.stream_sid
     bind_call(start.call_sid, start.stream_sid)
-    call = dataclasses.replace(call_info_from_start(start), direction="web")
     try:
         await run_call(
             services,
-            call,
+            call_info_from_start(start),  # direction "web", from the covered parameters
             StreamSink(ws),
             reader.messages(),
             log=bound,

@@ -196,6 +196,7 @@ async def test_bad_frames_are_skipped_and_a_flood_closes_the_call(
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
         record = await call_record(s, created["call_sid"])
         assert record["direction"] == "web" and record["from"] == "+15550002222"
+        assert record["agent"] == created["agent"] and created["parameters"]["direction"] == "web"
 
 
 async def test_a_lost_socket_ends_as_a_caller_hangup_and_is_saved(
@@ -274,4 +275,6 @@ async def test_a_phone_call_is_watched_like_a_web_call(console_stack: LocalStack
     assert started["call"]["direction"] == "inbound"
     assert started["call"]["from"] == options.from_number
     assert seen[-1]["call_sid"] == report.call_sid
-    assert (await call_record(s, report.call_sid))["direction"] == "inbound"
+    record = await call_record(s, report.call_sid)
+    assert record["direction"] == "inbound"
+    assert started["call"]["agent"] == record["agent"] and record["agent"]

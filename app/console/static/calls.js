@@ -32,9 +32,11 @@ subscribe("/console/api/events", {
   },
 });
 
+// How the call came (phone "inbound"/"outbound-api", or "web"), and which agent answered.
 function kind(call) {
   const direction = call.direction || "inbound";
-  return el("span", { class: `badge ${direction === "web" ? "web" : ""}`, text: call.agent || direction });
+  const badge = el("span", { class: `badge ${direction === "web" ? "web" : ""}`, text: direction });
+  return call.agent ? el("span", {}, badge, el("span", { class: "muted", text: ` ${call.agent}` })) : badge;
 }
 
 function renderActive() {

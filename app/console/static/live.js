@@ -52,7 +52,8 @@ function showFacts(call) {
     ["Started", when(call.started_at)],
     ["From", call.from || "–"],
     ["To", call.to || "–"],
-    ["Kind", call.agent || call.direction || "inbound"],
+    ["Kind", call.direction || "inbound"],
+    ["Agent", call.agent || "–"],
   ];
   document.getElementById("facts").replaceChildren(
     ...facts.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]),

@@ -37,6 +37,7 @@ form.addEventListener("submit", async (event) => {
     const created = await postJson("/console/api/webcall", {
       from: form.from.value,
       to: form.to.value,
+      agent: form.agent.value.trim() || null,
       parameters,
     });
     await startCall(created);

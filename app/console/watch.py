@@ -156,12 +156,12 @@ class WatchedRecorder:
         self._count("interruptions")
         self._emit("interruption", at_sample)
 
-    def reconnect(self, at_sample: int, reason: str) -> None:
-        self._inner.reconnect(at_sample, reason)
+    def reconnect(self, at_sample: int, reason: str, kind: str = "resumed") -> None:
+        self._inner.reconnect(at_sample, reason, kind)
         self._count("reconnects")
-        self._emit("reconnect", at_sample, reason=reason)
+        self._emit("reconnect", at_sample, reason=reason, kind=kind)
 
-    def usage(self, mapping: Mapping[str, int]) -> None:
+    def usage(self, mapping: Mapping[str, object]) -> None:
         self._inner.usage(mapping)
 
     def dtmf(self, digit: str, at_sample: int) -> None:

@@ -24,7 +24,7 @@ export class Feed {
         this.open = null;
         return this.line("barge", "barge-in", event.at_s, "the caller spoke over the agent: playback cleared");
       case "reconnect":
-        return this.line("reconnect", "reconnect", event.at_s, `Live session resumed (${event.reason})`);
+        return this.line("reconnect", "reconnect", event.at_s, `Live session ${event.kind || "resumed"} (${event.reason})`);
       case "latency":
         return this.line("latency", "response", event.at_s, `agent answered ${(event.seconds * 1000).toFixed(0)} ms after the caller stopped`);
       case "dtmf":

@@ -25,12 +25,10 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from app.agents.session import AGENT_PARAM, DIRECTION_PARAM, RESERVED_PARAMS
-from app.call.assembly import call_info_from_start, run_call
 from app.console.auth import ConsoleAuth
 from app.errors import SignatureError
-from app.logs import bind_call
 from app.services import Services
-from app.twilio.media import POLICY_VIOLATION, FrameReader, StreamSink, read_start
+from app.twilio.media import POLICY_VIOLATION, FrameReader, StreamSink, bridge_stream, read_start
 from app.twilio.stream_tokens import (
     CALL_SID_PARAM,
     TOKEN_PARAM,
@@ -160,20 +158,8 @@ async def webcall_socket(ws: WebSocket) -> None:
         bound.warning("webcall.bad_token", error=str(exc))
         await StreamSink(ws).close(POLICY_VIOLATION, str(exc))
         return
-    reader.stream_sid = start.stream_sid
-    bind_call(start.call_sid, start.stream_sid)
-    try:
-        await run_call(
-            services,
-            call_info_from_start(start),  # direction "web", from the covered parameters
-            StreamSink(ws),
-            reader.messages(),
-            log=bound,
-            received_at=lambda: reader.received_at,
-        )
-    finally:
-        # As for Twilio: the socket closes once the call is wound down (recording saved).
-        await StreamSink(ws).close(reader.close_code, reader.close_reason)
+    # The phone path from here on (direction "web" comes with the covered parameters).
+    await bridge_stream(services, ws, reader, start, bound)
 
 
 def _json(document: dict[str, Any], status: int = 200) -> Response:

@@ -154,6 +154,13 @@ async def media_endpoint(ws: WebSocket) -> None:
         bound.warning("media.bad_stream_token", error=str(exc))
         await StreamSink(ws).close(POLICY_VIOLATION, str(exc))
         return
+    await bridge_stream(services, ws, reader, start, bound)
+
+
+async def bridge_stream(
+    services: Services, ws: WebSocket, reader: FrameReader, start: Start, bound: Any
+) -> None:
+    """Run the call of a checked stream (Twilio's, or a console web call's) to its end."""
     reader.stream_sid = start.stream_sid
     # Every log line of this call's task (and the tasks it starts) carries its ids.
     bind_call(start.call_sid, start.stream_sid)

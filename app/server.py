@@ -23,6 +23,7 @@ from app.assets import load_clip_8k
 from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
 from app.call.state import make_state_store
+from app.capacity import Capacity, GlobalSlots
 from app.errors import RecordingError
 from app.live.config import live_options, session_options
 from app.live.direct import DirectConnector
@@ -30,6 +31,7 @@ from app.live.events import LiveConnector, LiveObserver
 from app.logs import suppress_logged
 from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
 from app.recording import prune_recordings, repair_recordings
+from app.redis_connect import redis_from_url
 from app.services import Services
 from app.settings import Settings
 from app.twilio import webhooks
@@ -95,6 +97,20 @@ def twilio_rest(settings: Settings) -> TwilioRest | None:
     )
 
 
+def make_capacity(settings: Settings, redis: Any, metrics: Metrics) -> Capacity:
+    """MAX_ACTIVE_CALLS here; GLOBAL_MAX_ACTIVE_CALLS across instances through Redis."""
+    slots = None
+    if settings.global_max_active_calls and redis is not None:
+        slots = GlobalSlots(redis, settings.global_max_active_calls)
+    return Capacity(
+        max_calls=settings.max_active_calls,
+        global_slots=slots,
+        busy_message=settings.busy_message,
+        overflow_number=settings.overflow_number,
+        registry=metrics.registry,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -112,9 +128,7 @@ def build_services(
     redis: Any = None
     used: UsedTokens = MemoryUsedTokens()
     if settings.redis_url:
-        import redis.asyncio as aioredis
-
-        redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
+        redis = redis_from_url(settings.redis_url, socket_timeout=2.0)
         used = RedisUsedTokens(redis, on_error=metrics.redis_error)
     token = settings.secret("twilio_auth_token")
     return Services(
@@ -130,6 +144,7 @@ def build_services(
             token.encode() if token else None, settings.stream_token_ttl, used
         ),
         metrics=metrics,
+        capacity=make_capacity(settings, redis, metrics),
         apology=load_clip_8k("apology"),
         state_store=make_state_store(settings, on_redis_error=metrics.redis_error),
         twilio_rest=rest if rest is not None else twilio_rest(settings),
@@ -148,10 +163,14 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready for new calls: not draining, and Redis answers when configured."""
+    """Ready for new calls: not draining, not at MAX_ACTIVE_CALLS, Redis answers if set."""
     services: Services = request.app.state.services
     checks: dict[str, str] = {"draining": "yes" if services.draining else "no"}
     ready = not services.draining
+    if services.capacity.max_calls:
+        full = services.capacity.full(services.active_calls.keys())
+        checks["capacity"] = "full" if full else "ok"
+        ready = ready and not full
     if services.settings.redis_url:
         ok = await services.state_store.ping()
         checks["redis"] = "ok" if ok else "unreachable"
@@ -196,6 +215,11 @@ def create_app(services: Services) -> Starlette:
             background.append(asyncio.create_task(_prune_periodically(settings)))
         if services.metrics.raw is not None:
             background.append(asyncio.create_task(watch_loop_lag(services.metrics.raw)))
+        if services.capacity.global_slots is not None:
+            beat = services.capacity.run_heartbeat(
+                services.active_calls.keys, settings.capacity_heartbeat_seconds
+            )
+            background.append(asyncio.create_task(beat))
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ from app.agents.analysis import Analyst
 from app.agents.hook import SetupHook
 from app.agents.routing import AgentBook
 from app.call.prewarm import PrewarmPool
+from app.capacity import Capacity
 from app.live.events import LiveConnector
 from app.live.options import LiveOptions
 from app.metrics import Metrics
@@ -52,6 +53,7 @@ class Services:
     twilio_rest: TwilioRest | None = None  # None: no Twilio credentials configured
     redis: Redis | None = None  # shared by the stream-token ledger; None without REDIS_URL
     draining: bool = False
+    capacity: Capacity = field(default_factory=Capacity)  # no caps unless configured
     active_calls: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     bridges: dict[str, CallBridge] = field(default_factory=dict)
     setup_hook: SetupHook | None = None  # CALL_SETUP_HOOK

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.capacity import DEFAULT_BUSY_MESSAGE
 from app.errors import ConfigError
+from app.redis_connect import parse_redis_url
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly, concise phone assistant. Speak in short sentences: the caller "
@@ -96,6 +98,13 @@ class Settings(BaseSettings):
     analysis_webhook_secret: SecretStr | None = None
     analysis_webhook_backoff: float = Field(default=1.0, gt=0)  # first retry; doubles
 
+    # --- Capacity (app/capacity.py) -----------------------------------------------
+    max_active_calls: int = Field(default=0, ge=0)  # per instance; 0 = no cap
+    global_max_active_calls: int = Field(default=0, ge=0)  # all instances, in Redis; 0 = off
+    capacity_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    busy_message: str = DEFAULT_BUSY_MESSAGE
+    overflow_number: str | None = None  # over a cap: <Dial> this number instead of the message
+
     # --- Recording and admin -----------------------------------------------------
     recordings_dir: Path = Path("recordings")
     recording_retention_days: int = Field(default=0, ge=0)
@@ -126,6 +135,20 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL such as https://bot.example.com")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parse_redis_url(value)  # ValueError names what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _check_global_cap(self) -> Settings:
+        if self.global_max_active_calls and not self.redis_url:
+            raise ValueError("GLOBAL_MAX_ACTIVE_CALLS needs REDIS_URL (the count is kept there)")
+        return self
 
     @model_validator(mode="after")
     def _check_vertex(self) -> Settings:

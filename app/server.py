@@ -30,7 +30,8 @@ from app.live.direct import DirectConnector
 from app.live.events import LiveConnector, LiveObserver
 from app.logs import suppress_logged
 from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
-from app.recording import prune_recordings, repair_recordings
+from app.recording import repair_recordings
+from app.recording.store import CallStore, make_call_store
 from app.redis_connect import redis_from_url
 from app.services import Services
 from app.settings import Settings
@@ -145,6 +146,7 @@ def build_services(
         ),
         metrics=metrics,
         capacity=make_capacity(settings, redis, metrics),
+        call_store=make_call_store(settings, metrics.registry),
         apology=load_clip_8k("apology"),
         state_store=make_state_store(settings, on_redis_error=metrics.redis_error),
         twilio_rest=rest if rest is not None else twilio_rest(settings),
@@ -181,17 +183,17 @@ async def readyz(request: Request) -> Response:
     )
 
 
-async def _prune_periodically(settings: Settings, every_s: float = 3600.0) -> None:
+async def _prune_periodically(
+    store: CallStore, retention_days: int, every_s: float = 3600.0
+) -> None:
     """Retention: delete recordings older than RECORDING_RETENTION_DAYS, hourly."""
     while True:
         try:
-            deleted = await asyncio.to_thread(
-                prune_recordings, settings.recordings_dir, settings.recording_retention_days
-            )
+            deleted = await store.prune(retention_days)
             if deleted:
                 log.info("recordings.pruned", calls=deleted)
-        except OSError as exc:
-            log.error("recordings.prune_failed", error=str(exc))
+        except Exception as exc:  # the store's I/O edge: log and try again next hour
+            log.error("recordings.prune_failed", error=str(exc)[:300])
         await asyncio.sleep(every_s)
 
 
@@ -210,9 +212,12 @@ def create_app(services: Services) -> Starlette:
             raise RecordingError(f"RECORDINGS_DIR {directory} is not usable: {why}") from exc
         if repaired:
             log.warning("recordings.repaired", files=[p.name for p in repaired])
+        # After the repair: calls a crash left in the spool are uploaded (object storage).
+        await services.call_store.start()
         background: list[asyncio.Task[None]] = []
         if settings.recording_retention_days:
-            background.append(asyncio.create_task(_prune_periodically(settings)))
+            prune = _prune_periodically(services.call_store, settings.recording_retention_days)
+            background.append(asyncio.create_task(prune))
         if services.metrics.raw is not None:
             background.append(asyncio.create_task(watch_loop_lag(services.metrics.raw)))
         if services.capacity.global_slots is not None:
@@ -227,6 +232,7 @@ def create_app(services: Services) -> Starlette:
                 task.cancel()
             await services.prewarm.aclose()
             await services.analysis.aclose()
+            await services.call_store.aclose()
             with suppress_logged(log, "server.shutdown_failed", step="state_store"):
                 await services.state_store.aclose()
             if services.redis is not None:
@@ -241,7 +247,7 @@ def create_app(services: Services) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         metrics_route(services.metrics),
         timings_route(services.metrics, settings.secret("admin_token")),
-        *calls_routes(settings.recordings_dir, settings.secret("admin_token")),
+        *calls_routes(services.call_store, settings.secret("admin_token")),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services

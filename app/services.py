@@ -21,6 +21,7 @@ from app.capacity import Capacity
 from app.live.events import LiveConnector
 from app.live.options import LiveOptions
 from app.metrics import Metrics
+from app.recording.store import CallStore
 from app.settings import Settings
 from app.twilio.rest import TwilioRest
 from app.twilio.stream_tokens import StreamTokens
@@ -48,6 +49,7 @@ class Services:
     agents: AgentBook
     live_options: LiveOptions
     analysis: Analyst  # post-call analysis and record delivery, off the call path
+    call_store: CallStore  # finished calls: RECORDINGS_DIR or object storage (RECORDINGS_URL)
     metrics: Metrics = field(default_factory=Metrics)
     apology: NDArray[np.int16] | None = None
     twilio_rest: TwilioRest | None = None  # None: no Twilio credentials configured

@@ -107,6 +107,16 @@ class Settings(BaseSettings):
 
     # --- Recording and admin -----------------------------------------------------
     recordings_dir: Path = Path("recordings")
+    # Object storage for finished calls: s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]
+    # (RECORDINGS_DIR is then the local spool). Unset: calls stay in RECORDINGS_DIR.
+    recordings_url: str | None = None
+    recordings_s3_endpoint_url: str | None = None  # S3-compatible stores (MinIO, R2, ...)
+    recordings_s3_region: str | None = None
+    # Unset: the standard AWS chain (AWS_* variables, web identity, instance metadata).
+    recordings_s3_access_key_id: str | None = None
+    recordings_s3_secret_access_key: SecretStr | None = None
+    # Unset: Google application default credentials.
+    recordings_gcs_service_account_file: Path | None = None
     recording_retention_days: int = Field(default=0, ge=0)
     admin_token: SecretStr | None = None
 
@@ -142,6 +152,16 @@ class Settings(BaseSettings):
         if not value:
             return None
         parse_redis_url(value)  # ValueError names what is wrong
+        return value
+
+    @field_validator("recordings_url")
+    @classmethod
+    def _check_recordings_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("s3", "gs") or not parts.netloc:
+            raise ValueError("must be s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]")
         return value
 
     @model_validator(mode="after")

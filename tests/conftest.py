@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.fake_live",
+    "tests.support.moto_s3",
 ]

@@ -12,7 +12,8 @@ of being connected to a stream that could not be served.
   member = call sid, score = when the entry expires (Redis' own clock, so instances' clocks
   do not matter). The webhook adds a call if fewer than the cap are live, atomically (Lua).
   Every instance re-arms the entries of the calls it is bridging every
-  `CAPACITY_HEARTBEAT_SECONDS`, and removes those that ended. An instance that dies stops
+  `CAPACITY_HEARTBEAT_SECONDS`, and removes a call's entry when it ends (`call_ended`;
+  the heartbeat catches any it missed). An instance that dies stops
   re-arming: its calls leave the count within `GLOBAL_ENTRY_TTL_S`. Nothing to clean up.
 
 If Redis does not answer, the global cap is not enforced for that call (logged and
@@ -172,6 +173,7 @@ class Capacity:
         self._clock = clock
         self._pending: dict[str, float] = {}  # call sid -> when its reservation lapses
         self._armed: set[str] = set()  # calls whose global entry this instance re-arms
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def in_use(self, active: Collection[str]) -> int:
         """Calls bridged here plus calls admitted here whose stream has not started."""
@@ -214,6 +216,25 @@ class Capacity:
             return
         self._armed = current
         self.metrics.global_active.set(count)
+
+    def call_ended(self, call_sid: str) -> asyncio.Task[None] | None:
+        """Give a finished call's global slot back now (in the background: the task)."""
+        self._pending.pop(call_sid, None)
+        if self.global_slots is None:
+            return None
+        self._armed.discard(call_sid)
+        task = asyncio.get_running_loop().create_task(self._release(call_sid))
+        self._releasing.add(task)  # held until done: a bare task may be garbage-collected
+        task.add_done_callback(self._releasing.discard)
+        return task
+
+    async def _release(self, call_sid: str) -> None:
+        assert self.global_slots is not None
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S * 2):
+                await self.global_slots.release([call_sid])
+        except (RedisError, OSError, TimeoutError) as exc:  # the entry expires by itself
+            log.warning("capacity.release_failed", call_sid=call_sid, error=str(exc)[:200])
 
     async def run_heartbeat(self, active: Callable[[], Collection[str]], every_s: float) -> None:
         while True:

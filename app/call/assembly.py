@@ -197,4 +197,5 @@ async def _finish(
     services.bridges.pop(bridge.call.call_sid, None)
     services.active_calls.pop(bridge.call.call_sid, None)
     services.metrics.call_ended(reason.value)
+    services.capacity.call_ended(bridge.call.call_sid)
     log.info("call.ended", reason=reason.value, **bridge.stats.as_log_fields())

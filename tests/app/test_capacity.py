@@ -102,10 +102,13 @@ async def test_global_cap_across_instances_heals_when_one_dies(
             await asyncio.sleep(0.6)
         assert (await a.admit(sid(), {on_a})) is not None
         assert registry.get_sample_value("voicebot_global_active_calls") == 2
-        # ...the call on A ends: A's next beat gives its slot back at once.
-        await a.heartbeat(set())
+        # ...the call on A ends: its slot is given back at once.
+        release = a.call_ended(on_a)
+        assert release is not None
+        await release
         freed = sid()
         assert await b.admit(freed, {on_b}) is None
+        await a.heartbeat(set())  # and a heartbeat after it re-arms nothing
         # B dies (no more heartbeats): its two entries expire and the cap heals.
         assert await a.admit(sid(), set()) is not None
         await asyncio.sleep(1.7)

@@ -133,7 +133,7 @@ def test_global_cap_needs_redis() -> None:
     from app.errors import ConfigError
 
     with pytest.raises(ConfigError, match="GLOBAL_MAX_ACTIVE_CALLS needs REDIS_URL"):
-        load_settings(env_file=None, global_max_active_calls=5)
+        load_settings(env_file=None, global_max_active_calls=5, redis_url="")
 
 
 async def test_webhook_over_the_cap_speaks_busy_and_readyz_says_full(tmp_path: Path) -> None:

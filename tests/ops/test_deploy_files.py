@@ -11,7 +11,7 @@ import pytest
 import trustme
 import yaml
 
-from app.settings import load_settings
+from app.settings import Settings
 from tests.support.nginx import DEPLOY, REPO, nginx_binary
 
 
@@ -76,7 +76,7 @@ def test_compose_runs_replicas_behind_nginx_with_the_shared_includes() -> None:
     assert bot["environment"]["TRUST_PROXY_HEADERS"] == "true"
     assert bot["environment"]["REDIS_URL"].startswith("redis://redis:")
     # Room for the drain (DRAIN_TIMEOUT) plus the closing notice before SIGKILL.
-    drain = load_settings(env_file=None).drain_timeout
+    drain = Settings.model_fields["drain_timeout"].default
     assert _seconds(bot["stop_grace_period"]) >= drain + 20
     conf = (REPO / "deploy" / "compose" / "nginx.conf").read_text()
     assert "voicebot-http.conf" in conf and "voicebot-locations.conf" in conf

@@ -75,7 +75,11 @@ class _CallsApi:
         limit = _limit(request.query_params.get("limit"))
         if limit is None:
             return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
-        calls = await self._store.list_records(limit)
+        calls: list[Json] = []
+        async for record in self._store.records():
+            if len(calls) == limit:
+                break
+            calls.append(record)
         return _json({"calls": calls, "count": len(calls)})
 
     async def get_call(self, request: Request) -> Response:

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from app.errors import CallStoreError
 from app.recording.files import is_call_sid
-from app.recording.record import Json
+from app.recording.record import Json, read_json
 from app.recording.store import AUDIO_SUFFIXES, LocalCallStore, RemoteAudio
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ UPLOAD_ATTEMPTS = 4
 UPLOAD_BACKOFF_S = (0.5, 2.0, 8.0)  # between attempts (obstore also retries each request)
 UPLOAD_SWEEP_S = 300.0
 CLOSE_WAIT_S = 30.0  # at shutdown, how long uploads in flight may take
-READ_CONCURRENCY = 16
+READ_BATCH = 16  # records fetched at once while listing
 UPLOAD_ORDER = (".wav", ".mp3", ".json")  # the record last: it says the call is complete
 
 
@@ -178,25 +178,30 @@ class ObjectCallStore:
             del self._uploading[call_sid]
 
     # --- reading -----------------------------------------------------------------
-    async def list_records(self, limit: int) -> list[Json]:
+    async def records(self) -> AsyncIterator[Json]:
+        """Records in the bucket and in the spool, newest first (by end time)."""
         with _reading("list calls"):
             metas = [m async for m in self._objects() if m["path"].endswith(".json")]
-        metas.sort(key=lambda m: m["last_modified"], reverse=True)
-        local = await self.spool.list_records(limit)  # not uploaded yet (or failed)
-        seen = {str(r.get("call_sid")) for r in local}
-        limiter = asyncio.Semaphore(READ_CONCURRENCY)
+        spooled = await asyncio.to_thread(self.spool.finished_calls)
+        # (when, key or path): the bucket's by upload time, the spool's by write time.
+        entries: list[tuple[float, str | Path]] = [
+            (m["last_modified"].timestamp(), m["path"]) for m in metas
+        ]
+        local = {p.stem for _, p in spooled}
+        entries = [e for e in entries if _sid(str(e[1])) not in local] + list(spooled)
+        entries.sort(key=lambda e: e[0], reverse=True)
+        for start in range(0, len(entries), READ_BATCH):
+            batch = entries[start : start + READ_BATCH]
+            with _reading("read call records"):
+                found = await asyncio.gather(*(self._read_entry(where) for _, where in batch))
+            for record in found:
+                if record is not None:
+                    yield record
 
-        async def fetch(meta: ObjectMeta) -> Json | None:
-            async with limiter:
-                return await self._read_json(meta["path"])
-
-        wanted = [m for m in metas if _sid(m["path"]) not in seen][:limit]
-        with _reading("read call records"):
-            fetched = await asyncio.gather(*map(fetch, wanted))
-        remote = [r for r in fetched if r is not None]
-        records = local + remote
-        records.sort(key=lambda r: str(r.get("ended_at") or ""), reverse=True)
-        return records[:limit]
+    async def _read_entry(self, where: str | Path) -> Json | None:
+        if isinstance(where, Path):
+            return await asyncio.to_thread(read_json, where)
+        return await self._read_json(where)
 
     async def get_record(self, call_sid: str) -> Json | None:
         if not is_call_sid(call_sid):

@@ -40,7 +40,9 @@ class RemoteAudio:
 class CallStore(Protocol):
     """Finished calls: their records and recordings, newest first."""
 
-    async def list_records(self, limit: int) -> list[Json]: ...
+    def records(self) -> AsyncIterator[Json]:
+        """Every finished call's record, newest first, read as the caller iterates."""
+        ...
 
     async def get_record(self, call_sid: str) -> Json | None: ...
 
@@ -73,8 +75,11 @@ class LocalCallStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def list_records(self, limit: int) -> list[Json]:
-        return await asyncio.to_thread(self._list_records, limit)
+    async def records(self) -> AsyncIterator[Json]:
+        for _, path in await asyncio.to_thread(self.finished_calls):
+            record = await asyncio.to_thread(read_json, path)
+            if record is not None:  # unreadable records are skipped
+                yield record
 
     async def get_record(self, call_sid: str) -> Json | None:
         path = self.path(call_sid, ".json")
@@ -122,16 +127,6 @@ class LocalCallStore:
                     continue  # pruned (or uploaded) between the listing and the stat
         dated.sort(reverse=True)
         return dated
-
-    def _list_records(self, limit: int) -> list[Json]:
-        calls: list[Json] = []
-        for _, path in self.finished_calls():
-            if len(calls) == limit:
-                break
-            record = read_json(path)  # unreadable records are skipped, not counted
-            if record is not None:
-                calls.append(record)
-        return calls
 
 
 def make_call_store(settings: Settings, registry: CollectorRegistry | None = None) -> CallStore:

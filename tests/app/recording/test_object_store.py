@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.dev.local_server import free_port, serving
+from app.errors import CallStoreError
 from app.recording import CallRecorder, repair_recordings
 from app.recording.object_store import ObjectCallStore, StoreOptions, open_object_store
 from app.recording.store import RemoteAudio
@@ -103,7 +104,7 @@ async def test_a_finished_call_is_uploaded_and_the_spool_emptied(
     record = await store.get_record(sid)
     assert record is not None and record["call_sid"] == sid
     assert record["transcript"][0]["text"] == "hello there"  # type: ignore[index]
-    [listed] = await store.list_records(10)
+    [listed] = [r async for r in store.records()]
     assert listed == record
     audio = await store.audio(sid, ".wav")
     assert isinstance(audio, RemoteAudio) and audio.size == len(wav)
@@ -127,8 +128,11 @@ async def test_a_failed_upload_keeps_the_files_and_is_retried_later(
     # The call is not lost from view either: this instance serves it from its spool.
     assert (await store.get_record(sid) or {}).get("call_sid") == sid
     assert await store.audio(sid, ".wav") == tmp_path / f"{sid}.wav"
+    with pytest.raises(CallStoreError):  # listing needs the bucket: an outage says so
+        [r async for r in store.records()]
 
     s3_server.create_bucket(bucket)  # the store is back
+    assert [r["call_sid"] async for r in store.records()] == [sid]  # from the spool
     assert await store.upload_spool() == 1
     assert s3_server.keys(bucket) == [f"calls/{sid}.json", f"calls/{sid}.wav"]
     assert not spooled(tmp_path, sid)

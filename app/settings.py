@@ -7,6 +7,7 @@ Invalid values fail at start with one message naming the variable.
 
 from __future__ import annotations
 
+import re
 import ssl
 from functools import cached_property
 from pathlib import Path
@@ -152,6 +153,15 @@ class Settings(BaseSettings):
         if not value:
             return None
         parse_redis_url(value)  # ValueError names what is wrong
+        return value
+
+    @field_validator("overflow_number")
+    @classmethod
+    def _check_overflow(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not re.fullmatch(r"\+[1-9]\d{6,14}|sips?:\S+@\S+", value):
+            raise ValueError("must be an E.164 number such as +15550100300 (or a sip: URI)")
         return value
 
     @field_validator("recordings_url")

@@ -20,6 +20,7 @@ from app.settings import load_settings
 from telephony.signatures import compute_signature
 from telephony.twiml import parse_stream_twiml
 from tests.app.call.bridge_fakes import ScriptedConnector
+from tests.support.redis_server import RedisServer
 
 TOKEN = "capacity-auth-token"
 
@@ -171,3 +172,55 @@ async def test_webhook_over_the_cap_speaks_busy_and_readyz_says_full(tmp_path: P
         assert 'voicebot_calls_refused_total{scope="instance"} 1.0' in metrics
         assert 'voicebot_call_capacity{scope="instance"} 1.0' in metrics
         assert len(services.prewarm) <= 1  # the refused call opened no Live session
+
+
+def test_overflow_number_must_be_dialable() -> None:
+    from app.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="OVERFLOW_NUMBER"):
+        load_settings(env_file=None, overflow_number="555-0100")
+    assert load_settings(env_file=None, overflow_number="+15550100300").overflow_number
+
+
+@pytest.mark.redis
+async def test_global_cap_at_the_webhooks_of_two_instances(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    """GLOBAL_MAX_ACTIVE_CALLS=1: a call admitted by A's webhook fills the line for B's."""
+    urls, apps = [], []
+    for name in ("a", "b"):
+        port = free_port()
+        settings = load_settings(
+            env_file=None,
+            twilio_auth_token=TOKEN,
+            public_base_url=f"http://127.0.0.1:{port}",
+            recordings_dir=tmp_path / name,
+            greeting="",
+            tools="end_call",
+            redis_url=private_redis.url,
+            global_max_active_calls=1,
+            overflow_number="+15550100300",
+        )
+        services = build_services(settings, connector=ScriptedConnector())
+        apps.append((create_app(services), port))
+        urls.append(f"http://127.0.0.1:{port}")
+
+    async def call(base: str) -> str:
+        form = {"CallSid": sid(), "AccountSid": "AC" + "0" * 32, "From": "+1555", "To": "+1556"}
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": compute_signature(TOKEN, f"{base}/twilio/voice", form),
+        }
+        async with httpx.AsyncClient(trust_env=False) as http:
+            response = await http.post(f"{base}/twilio/voice", content=urlencode(form),
+                                       headers=headers)  # fmt: skip
+        assert response.status_code == 200
+        return response.text
+
+    async with serving(*apps[0]), serving(*apps[1]):
+        assert "<Stream" in await call(urls[0])
+        busy = await call(urls[1])
+        assert "<Dial>+15550100300</Dial>" in busy and "<Stream" not in busy
+        async with httpx.AsyncClient(trust_env=False) as http:
+            metrics = (await http.get(urls[1] + "/metrics")).text
+        assert 'voicebot_calls_refused_total{scope="global"} 1.0' in metrics

@@ -239,11 +239,11 @@ class ObjectCallStore:
         return RemoteAudio(name=f"{call_sid}{suffix}", size=meta["size"], read_range=read_range,
                            stream=stream)  # fmt: skip
 
-    async def prune(self, retention_days: int) -> int:
+    async def prune(self, retention_days: int, *, now: datetime | None = None) -> int:
         """Delete stored calls whose newest object is older than `retention_days`."""
         if retention_days <= 0:
             return 0
-        cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
         newest: dict[str, datetime] = {}
         keys: dict[str, list[str]] = {}
         async for meta in self._objects():
@@ -255,9 +255,14 @@ class ObjectCallStore:
         expired = [sid for sid, moment in newest.items() if moment < cutoff]
         for sid in expired:
             # The record first: a half-deleted call then no longer lists as complete.
-            await delete_async(self._store, sorted(keys[sid], key=lambda k: k.endswith(".json"),
-                                                   reverse=True))  # fmt: skip
-        return len(expired) + await self.spool.prune(retention_days)
+            record = [k for k in keys[sid] if k.endswith(".json")]
+            if record:
+                await delete_async(self._store, record)
+            await delete_async(self._store, [k for k in keys[sid] if k not in record])
+        spooled = await self.spool.prune(
+            retention_days, now=None if now is None else now.timestamp()
+        )
+        return len(expired) + spooled
 
     async def _objects(self) -> AsyncIterator[ObjectMeta]:
         prefix = f"{self._prefix}/" if self._prefix else None

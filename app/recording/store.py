@@ -99,8 +99,8 @@ class LocalCallStore:
     async def start(self) -> None:
         return None
 
-    async def prune(self, retention_days: int) -> int:
-        return await asyncio.to_thread(prune_recordings, self.directory, retention_days)
+    async def prune(self, retention_days: int, *, now: float | None = None) -> int:
+        return await asyncio.to_thread(prune_recordings, self.directory, retention_days, now=now)
 
     async def aclose(self) -> None:
         return None

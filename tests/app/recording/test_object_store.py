@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -112,6 +113,20 @@ async def test_a_finished_call_is_uploaded_and_the_spool_emptied(
     assert b"".join([c async for c in audio.stream()]) == wav
     assert await store.audio(sid, ".mp3") is None
     assert await store.audio(new_sid(), ".wav") is None
+
+
+async def test_retention_deletes_old_calls_from_the_bucket(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    store = call_store(s3_server, s3_bucket, tmp_path)
+    sid = new_sid()
+    await record_call(tmp_path, sid)
+    assert await store.upload_soon(sid)
+    assert await store.prune(30) == 0  # just stored: kept
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert await store.prune(30, now=later) == 1
+    assert s3_server.keys(s3_bucket) == []
+    assert await store.get_record(sid) is None
 
 
 async def test_a_failed_upload_keeps_the_files_and_is_retried_later(

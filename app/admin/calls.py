@@ -12,6 +12,7 @@ any call; a store that does not answer gives 503 with a reason.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,7 +40,7 @@ log = structlog.get_logger("app.admin")
 
 def calls_routes(store: CallStore, admin_token: str | None) -> list[Route]:
     """The admin routes; `admin_token` None or empty disables them (404)."""
-    api = _CallsApi(store, admin_token or None)
+    api = CallsApi(store, admin_token or None)
     return [
         Route("/calls", api.guard(api.list_calls), methods=["GET"]),
         Route("/calls/{call_sid}", api.guard(api.get_call), methods=["GET"]),
@@ -47,9 +48,24 @@ def calls_routes(store: CallStore, admin_token: str | None) -> list[Route]:
     ]
 
 
-class _CallsApi:
+def _store_errors(
+    handler: Callable[[CallsApi, Request], Awaitable[Response]],
+) -> Callable[[CallsApi, Request], Awaitable[Response]]:
+    """Object storage down: 503 with a reason (no URL, no credential), nothing lost."""
+
+    @functools.wraps(handler)
+    async def run(api: CallsApi, request: Request) -> Response:
+        try:
+            return await handler(api, request)
+        except CallStoreError as exc:
+            return _error(503, str(exc))
+
+    return run
+
+
+class CallsApi:
     def __init__(self, store: CallStore, admin_token: str | None) -> None:
-        self._store = store
+        self.store = store
         self._token = admin_token.encode() if admin_token else None
 
     def guard(self, handler: Handler) -> Handler:
@@ -64,31 +80,31 @@ class _CallsApi:
             # Constant time: the comparison must not tell how much of a guess was right.
             if not hmac.compare_digest(presented.encode(), self._token):
                 return _unauthorized('Bearer realm="voicebot", error="invalid_token"')
-            try:
-                return await handler(request)
-            except CallStoreError as exc:  # object storage down: say so, lose nothing
-                return _error(503, str(exc))
+            return await handler(request)
 
         return guarded
 
+    @_store_errors
     async def list_calls(self, request: Request) -> Response:
         limit = _limit(request.query_params.get("limit"))
         if limit is None:
             return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
         calls: list[Json] = []
-        async for record in self._store.records():
+        async for record in self.store.records():
             if len(calls) == limit:
                 break
             calls.append(record)
         return _json({"calls": calls, "count": len(calls)})
 
+    @_store_errors
     async def get_call(self, request: Request) -> Response:
         call_sid = str(request.path_params["call_sid"])
         if not is_call_sid(call_sid):
             return _error(400, "invalid call sid")
-        record = await self._store.get_record(call_sid)
+        record = await self.store.get_record(call_sid)
         return _json(record) if record is not None else _error(404, "no such call")
 
+    @_store_errors
     async def get_recording(self, request: Request) -> Response:
         fmt = request.query_params.get("format", "wav")
         if fmt not in _MEDIA_TYPES:
@@ -97,7 +113,7 @@ class _CallsApi:
         if not is_call_sid(call_sid):
             return _error(400, "invalid call sid")
         # Only finished (or repaired) calls: a WAV still being written grows under us.
-        audio = await self._store.audio(call_sid, f".{fmt}")
+        audio = await self.store.audio(call_sid, f".{fmt}")
         if audio is None:
             return _error(404, "no such recording")
         if isinstance(audio, Path):

@@ -22,8 +22,6 @@ from app.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 VERSIONS = ("1.30.0", k8s.latest_version())  # preStop `sleep` is on by default from 1.30
-# Settings another change is adding (issue 15's agents file): allowed ahead of it.
-PENDING_SETTINGS = {"AGENTS_FILE"}
 # docs/benchmarks.md: CPU per call-second at 20-60 calls, memory per call, idle RSS.
 CPU_CORES_PER_CALL = 0.010
 MB_PER_CALL = 0.4
@@ -132,13 +130,14 @@ def test_the_validator_rejects_a_mistake(base: list[Doc]) -> None:
         k8s.validate(broken, VERSIONS[0], strict=True)
 
 
-def test_settings_are_real_settings(base: list[Doc]) -> None:
+def test_settings_are_real_settings(base: list[Doc], tmp_path: Path) -> None:
     settings = one(base, "ConfigMap", "voicebot-settings")["data"]
     known = {name.upper() for name in Settings.model_fields}
-    assert set(settings) - known <= PENDING_SETTINGS, set(settings) - known - PENDING_SETTINGS
+    assert set(settings) <= known, set(settings) - known
     secret_keys = set(read_env(ROOT / "secret.env.example"))
     assert secret_keys <= known
-    values = {k.lower(): v for k, v in settings.items() if k in known}
+    values = {k.lower(): v for k, v in settings.items()}
+    values["agents_file"] = mounted_agents_file(base, tmp_path)  # the pod's path, here
     load_settings(env_file=None, **values)  # every value is valid, too
 
 
@@ -220,3 +219,22 @@ def test_active_calls_overlay_scales_on_the_metric_the_service_exports() -> None
         (ROOT / "overlays" / "active-calls" / "prometheus-adapter-rules.yaml").read_text()
     )
     assert rules["rules"]["custom"][0]["name"]["as"] == pods["metric"]["name"]
+
+
+def mounted_agents_file(base: list[Doc], directory: Path) -> Path:
+    """The agents ConfigMap's file, written where this test can read it."""
+    name = Path(one(base, "ConfigMap", "voicebot-settings")["data"]["AGENTS_FILE"]).name
+    path = directory / name
+    path.write_text(one(base, "ConfigMap", "voicebot-agents")["data"][name])
+    return path
+
+
+def test_the_agents_file_loads(base: list[Doc], tmp_path: Path) -> None:
+    """agents.toml as mounted: the service's own loader accepts it with these settings."""
+    from app.agents.loader import build_agents
+
+    settings = one(base, "ConfigMap", "voicebot-settings")["data"]
+    values = {k.lower(): v for k, v in settings.items()}
+    values["agents_file"] = mounted_agents_file(base, tmp_path)
+    book = build_agents(load_settings(env_file=None, **values))
+    assert [agent.name for agent in book] == ["front-desk"]

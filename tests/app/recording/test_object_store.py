@@ -129,6 +129,27 @@ async def test_retention_deletes_old_calls_from_the_bucket(
     assert await store.get_record(sid) is None
 
 
+async def test_a_record_rewritten_after_the_call_is_uploaded_again(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Post-call analysis writes into the record after the call: the spool keeps it until
+    then, and the bucket gets the final version."""
+    store = call_store(s3_server, s3_bucket, tmp_path)
+    sid = new_sid()
+    await record_call(tmp_path, sid)
+    analysis_done = asyncio.get_running_loop().create_future()
+    upload = store.upload_soon(sid, after=analysis_done)
+    await stored(s3_server, s3_bucket, sid)  # uploaded at once: any instance can list it
+    assert spooled(tmp_path, sid) == [f"{sid}.json", f"{sid}.wav"]  # kept for the analysis
+    path = tmp_path / f"{sid}.json"
+    record = orjson.loads(path.read_bytes())
+    path.write_bytes(orjson.dumps(record | {"analysis": {"status": "ok"}}))
+    analysis_done.set_result(None)
+    assert await upload
+    assert not spooled(tmp_path, sid)
+    assert (await store.get_record(sid) or {})["analysis"] == {"status": "ok"}
+
+
 async def test_a_failed_upload_keeps_the_files_and_is_retried_later(
     s3_server: S3Server, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ VoicebotError
 └── RecordingError       recordings cannot be written at all (RECORDINGS_DIR unusable at
                          start); one call's disk failure is not raised: the call goes on
                          and its record says `recording.status: failed`
+    └── CallStoreError   the shared call store (object storage) could not be read
 """
 
 from __future__ import annotations
@@ -56,3 +57,7 @@ class StateStoreError(VoicebotError):
 
 class RecordingError(VoicebotError):
     """Recordings cannot be written at all (raised at start; names RECORDINGS_DIR)."""
+
+
+class CallStoreError(RecordingError):
+    """Object storage holding finished calls did not answer or refused a read."""

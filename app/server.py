@@ -23,6 +23,8 @@ from app.assets import load_clip_8k
 from app.call.assembly import call_recorders
 from app.call.prewarm import PrewarmPool
 from app.call.state import make_state_store
+from app.capacity import Capacity, GlobalSlots
+from app.console.events import MemoryBus
 from app.console.routes import mount_console
 from app.errors import RecordingError
 from app.live.config import live_options, session_options
@@ -30,7 +32,10 @@ from app.live.direct import DirectConnector
 from app.live.events import LiveConnector, LiveObserver
 from app.logs import suppress_logged
 from app.metrics import Metrics, metrics_route, timings_route, watch_loop_lag
-from app.recording import prune_recordings, repair_recordings
+from app.recording import repair_recordings
+from app.recording.store import CallStore, make_call_store
+from app.redis_connect import redis_from_url
+from app.redis_events import RedisBus
 from app.services import Services
 from app.settings import Settings
 from app.twilio import webhooks
@@ -96,6 +101,28 @@ def twilio_rest(settings: Settings) -> TwilioRest | None:
     )
 
 
+def make_capacity(settings: Settings, redis: Any, metrics: Metrics) -> Capacity:
+    """MAX_ACTIVE_CALLS here; GLOBAL_MAX_ACTIVE_CALLS across instances through Redis."""
+    slots = None
+    if settings.global_max_active_calls and redis is not None:
+        slots = GlobalSlots(redis, settings.global_max_active_calls)
+    return Capacity(
+        max_calls=settings.max_active_calls,
+        global_slots=slots,
+        busy_message=settings.busy_message,
+        overflow_number=settings.overflow_number,
+        registry=metrics.registry,
+    )
+
+
+def shared_events(settings: Settings, redis: Any) -> RedisBus | None:
+    """With REDIS_URL, the console's live events travel through Redis (every instance's
+    console sees every call); without it the console makes its in-process bus."""
+    if redis is None or not settings.console_enabled or not settings.secret("admin_token"):
+        return None
+    return RedisBus(redis, MemoryBus())
+
+
 def build_services(
     settings: Settings,
     *,
@@ -113,9 +140,7 @@ def build_services(
     redis: Any = None
     used: UsedTokens = MemoryUsedTokens()
     if settings.redis_url:
-        import redis.asyncio as aioredis
-
-        redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
+        redis = redis_from_url(settings.redis_url, socket_timeout=2.0)
         used = RedisUsedTokens(redis, on_error=metrics.redis_error)
     token = settings.secret("twilio_auth_token")
     return Services(
@@ -131,6 +156,8 @@ def build_services(
             token.encode() if token else None, settings.stream_token_ttl, used
         ),
         metrics=metrics,
+        capacity=make_capacity(settings, redis, metrics),
+        call_store=make_call_store(settings, metrics.registry),
         apology=load_clip_8k("apology"),
         state_store=make_state_store(settings, on_redis_error=metrics.redis_error),
         twilio_rest=rest if rest is not None else twilio_rest(settings),
@@ -141,6 +168,7 @@ def build_services(
         setup_hook=hook,
         analysis=analyst(settings, agents, metrics),
         redis=redis,
+        console_bus=shared_events(settings, redis),
     )
 
 
@@ -149,10 +177,14 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready for new calls: not draining, and Redis answers when configured."""
+    """Ready for new calls: not draining, not at MAX_ACTIVE_CALLS, Redis answers if set."""
     services: Services = request.app.state.services
     checks: dict[str, str] = {"draining": "yes" if services.draining else "no"}
     ready = not services.draining
+    if services.capacity.max_calls:
+        full = services.capacity.full(services.active_calls.keys())
+        checks["capacity"] = "full" if full else "ok"
+        ready = ready and not full
     if services.settings.redis_url:
         ok = await services.state_store.ping()
         checks["redis"] = "ok" if ok else "unreachable"
@@ -163,17 +195,17 @@ async def readyz(request: Request) -> Response:
     )
 
 
-async def _prune_periodically(settings: Settings, every_s: float = 3600.0) -> None:
+async def _prune_periodically(
+    store: CallStore, retention_days: int, every_s: float = 3600.0
+) -> None:
     """Retention: delete recordings older than RECORDING_RETENTION_DAYS, hourly."""
     while True:
         try:
-            deleted = await asyncio.to_thread(
-                prune_recordings, settings.recordings_dir, settings.recording_retention_days
-            )
+            deleted = await store.prune(retention_days)
             if deleted:
                 log.info("recordings.pruned", calls=deleted)
-        except OSError as exc:
-            log.error("recordings.prune_failed", error=str(exc))
+        except Exception as exc:  # the store's I/O edge: log and try again next hour
+            log.error("recordings.prune_failed", error=str(exc)[:300])
         await asyncio.sleep(every_s)
 
 
@@ -192,11 +224,21 @@ def create_app(services: Services) -> Starlette:
             raise RecordingError(f"RECORDINGS_DIR {directory} is not usable: {why}") from exc
         if repaired:
             log.warning("recordings.repaired", files=[p.name for p in repaired])
+        # After the repair: calls a crash left in the spool are uploaded (object storage).
+        await services.call_store.start()
+        if isinstance(services.console_bus, RedisBus):
+            await services.console_bus.start()
         background: list[asyncio.Task[None]] = []
         if settings.recording_retention_days:
-            background.append(asyncio.create_task(_prune_periodically(settings)))
+            prune = _prune_periodically(services.call_store, settings.recording_retention_days)
+            background.append(asyncio.create_task(prune))
         if services.metrics.raw is not None:
             background.append(asyncio.create_task(watch_loop_lag(services.metrics.raw)))
+        if services.capacity.global_slots is not None:
+            beat = services.capacity.run_heartbeat(
+                services.active_calls.keys, settings.capacity_heartbeat_seconds
+            )
+            background.append(asyncio.create_task(beat))
         try:
             yield
         finally:
@@ -204,6 +246,9 @@ def create_app(services: Services) -> Starlette:
                 task.cancel()
             await services.prewarm.aclose()
             await services.analysis.aclose()
+            await services.call_store.aclose()
+            if isinstance(services.console_bus, RedisBus):
+                await services.console_bus.aclose()
             with suppress_logged(log, "server.shutdown_failed", step="state_store"):
                 await services.state_store.aclose()
             if services.redis is not None:
@@ -218,7 +263,7 @@ def create_app(services: Services) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         metrics_route(services.metrics),
         timings_route(services.metrics, settings.secret("admin_token")),
-        *calls_routes(settings.recordings_dir, settings.secret("admin_token")),
+        *calls_routes(services.call_store, settings.secret("admin_token")),
     ]
     # The web console exists only with ADMIN_TOKEN set (404 otherwise, as the admin API).
     console = mount_console(services) if settings.console_enabled else None

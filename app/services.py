@@ -17,9 +17,11 @@ from app.agents.analysis import Analyst
 from app.agents.hook import SetupHook
 from app.agents.routing import AgentBook
 from app.call.prewarm import PrewarmPool
+from app.capacity import Capacity
 from app.live.events import LiveConnector
 from app.live.options import LiveOptions
 from app.metrics import Metrics
+from app.recording.store import CallStore
 from app.settings import Settings
 from app.twilio.rest import TwilioRest
 from app.twilio.stream_tokens import StreamTokens
@@ -48,6 +50,7 @@ class Services:
     agents: AgentBook
     live_options: LiveOptions
     analysis: Analyst  # post-call analysis and record delivery, off the call path
+    call_store: CallStore  # finished calls: RECORDINGS_DIR or object storage (RECORDINGS_URL)
     metrics: Metrics = field(default_factory=Metrics)
     apology: NDArray[np.int16] | None = None
     twilio_rest: TwilioRest | None = None  # None: no Twilio credentials configured
@@ -55,6 +58,7 @@ class Services:
     # The console's live event bus (app/console/events.py); None when the console is off.
     console_bus: EventBus | None = None
     draining: bool = False
+    capacity: Capacity = field(default_factory=Capacity)  # no caps unless configured
     active_calls: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     bridges: dict[str, CallBridge] = field(default_factory=dict)
     setup_hook: SetupHook | None = None  # CALL_SETUP_HOOK

@@ -7,6 +7,7 @@ Invalid values fail at start with one message naming the variable.
 
 from __future__ import annotations
 
+import re
 import ssl
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +17,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.capacity import DEFAULT_BUSY_MESSAGE
 from app.errors import ConfigError
+from app.redis_connect import parse_redis_url
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly, concise phone assistant. Speak in short sentences: the caller "
@@ -96,8 +99,25 @@ class Settings(BaseSettings):
     analysis_webhook_secret: SecretStr | None = None
     analysis_webhook_backoff: float = Field(default=1.0, gt=0)  # first retry; doubles
 
+    # --- Capacity (app/capacity.py) -----------------------------------------------
+    max_active_calls: int = Field(default=0, ge=0)  # per instance; 0 = no cap
+    global_max_active_calls: int = Field(default=0, ge=0)  # all instances, in Redis; 0 = off
+    capacity_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    busy_message: str = DEFAULT_BUSY_MESSAGE
+    overflow_number: str | None = None  # over a cap: <Dial> this number instead of the message
+
     # --- Recording and admin -----------------------------------------------------
     recordings_dir: Path = Path("recordings")
+    # Object storage for finished calls: s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]
+    # (RECORDINGS_DIR is then the local spool). Unset: calls stay in RECORDINGS_DIR.
+    recordings_url: str | None = None
+    recordings_s3_endpoint_url: str | None = None  # S3-compatible stores (MinIO, R2, ...)
+    recordings_s3_region: str | None = None
+    # Unset: the standard AWS chain (AWS_* variables, web identity, instance metadata).
+    recordings_s3_access_key_id: str | None = None
+    recordings_s3_secret_access_key: SecretStr | None = None
+    # Unset: Google application default credentials.
+    recordings_gcs_service_account_file: Path | None = None
     recording_retention_days: int = Field(default=0, ge=0)
     admin_token: SecretStr | None = None
     # The web console at /console (docs/console.md); it exists only when ADMIN_TOKEN is set.
@@ -128,6 +148,39 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL such as https://bot.example.com")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parse_redis_url(value)  # ValueError names what is wrong
+        return value
+
+    @field_validator("overflow_number")
+    @classmethod
+    def _check_overflow(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not re.fullmatch(r"\+[1-9]\d{6,14}|sips?:\S+@\S+", value):
+            raise ValueError("must be an E.164 number such as +15550100300 (or a sip: URI)")
+        return value
+
+    @field_validator("recordings_url")
+    @classmethod
+    def _check_recordings_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("s3", "gs") or not parts.netloc:
+            raise ValueError("must be s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]")
+        return value
+
+    @model_validator(mode="after")
+    def _check_global_cap(self) -> Settings:
+        if self.global_max_active_calls and not self.redis_url:
+            raise ValueError("GLOBAL_MAX_ACTIVE_CALLS needs REDIS_URL (the count is kept there)")
+        return self
 
     @model_validator(mode="after")
     def _check_vertex(self) -> Settings:

@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.fake_live",
     "tests.support.browser",
+    "tests.support.moto_s3",
+    "tests.support.nginx",
 ]

@@ -7,34 +7,42 @@
     GET /calls/{call_sid}/recording  the stereo WAV (`?format=mp3` for the MP3 copy)
 
 Without a configured admin token every route answers 404, as if it did not exist: an
-unprotected recordings endpoint is worse than none. Handlers are plain functions, so
-Starlette runs their file reads in its thread pool, off the event loop.
+unprotected recordings endpoint is worse than none. Calls come from a `CallStore`: the
+local RECORDINGS_DIR, or object storage (RECORDINGS_URL) so that any instance answers for
+any call; a store that does not answer gives 503 with a reason.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
-from collections.abc import Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import orjson
+import structlog
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.recording import call_file, is_call_sid
-from app.recording.record import Json, read_json
+from app.errors import CallStoreError
+from app.recording import is_call_sid
+from app.recording.record import Json
+from app.recording.store import CallStore, RemoteAudio
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
-Handler = Callable[[Request], Response]
+Handler = Callable[[Request], Awaitable[Response]]
+log = structlog.get_logger("app.admin")
 
 
-def calls_routes(recordings_dir: Path, admin_token: str | None) -> list[Route]:
+def calls_routes(store: CallStore, admin_token: str | None) -> list[Route]:
     """The admin routes; `admin_token` None or empty disables them (404)."""
-    api = CallsApi(recordings_dir, admin_token or None)
+    api = CallsApi(store, admin_token or None)
     return [
         Route("/calls", api.guard(api.list_calls), methods=["GET"]),
         Route("/calls/{call_sid}", api.guard(api.get_call), methods=["GET"]),
@@ -42,16 +50,30 @@ def calls_routes(recordings_dir: Path, admin_token: str | None) -> list[Route]:
     ]
 
 
+def _store_errors(
+    handler: Callable[[CallsApi, Request], Awaitable[Response]],
+) -> Callable[[CallsApi, Request], Awaitable[Response]]:
+    """Object storage down: 503 with a reason (no URL, no credential), nothing lost."""
+
+    @functools.wraps(handler)
+    async def run(api: CallsApi, request: Request) -> Response:
+        try:
+            return await handler(api, request)
+        except CallStoreError as exc:
+            return _error(503, str(exc))
+
+    return run
+
+
 class CallsApi:
-    def __init__(self, directory: Path, admin_token: str | None) -> None:
-        self.directory = directory
-        self._dir = directory
+    def __init__(self, store: CallStore, admin_token: str | None) -> None:
+        self.store = store
         self._token = admin_token.encode() if admin_token else None
 
     def guard(self, handler: Handler) -> Handler:
         """Disabled without a token; 401 unless the request carries the right one."""
 
-        def guarded(request: Request) -> Response:
+        async def guarded(request: Request) -> Response:
             if self._token is None:
                 return _error(404, "not found")
             presented = _bearer(request)
@@ -60,11 +82,12 @@ class CallsApi:
             # Constant time: the comparison must not tell how much of a guess was right.
             if not hmac.compare_digest(presented.encode(), self._token):
                 return _unauthorized('Bearer realm="voicebot", error="invalid_token"')
-            return handler(request)
+            return await handler(request)
 
         return guarded
 
-    def list_calls(self, request: Request) -> Response:
+    @_store_errors
+    async def list_calls(self, request: Request) -> Response:
         params = request.query_params
         limit = _limit(params.get("limit"))
         if limit is None:
@@ -77,9 +100,8 @@ class CallsApi:
         calls: list[Json] = []
         skip = int(offset)
         more = False
-        for path in self._records_newest_first():
-            record = read_json(path)  # unreadable records are skipped, not counted
-            if record is None or (query and query not in _search_text(record)):
+        async for record in self.store.records():
+            if query and query not in _search_text(record):
                 continue
             if skip:
                 skip -= 1
@@ -91,56 +113,81 @@ class CallsApi:
         body: Json = {"calls": calls, "count": len(calls), "offset": int(offset), "more": more}
         return _json(body)
 
-    def get_call(self, request: Request) -> Response:
-        record_path = self._call_file(request, ".json")
-        if isinstance(record_path, Response):
-            return record_path
-        record = read_json(record_path)
-        return _json(record) if record is not None else _error(404, "no such call")
-
-    def get_recording(self, request: Request) -> Response:
-        fmt = request.query_params.get("format", "wav")
-        if fmt not in _MEDIA_TYPES:
-            return _error(400, "format must be wav or mp3")
-        # Only finished (or repaired) calls: a WAV still being written grows under us.
-        record_path = self._call_file(request, ".json")
-        if isinstance(record_path, Response):
-            return record_path
-        audio = record_path.with_suffix(f".{fmt}")
-        if not record_path.is_file() or not audio.is_file():
-            return _error(404, "no such recording")
-        return FileResponse(
-            audio,
-            media_type=_MEDIA_TYPES[fmt],
-            filename=audio.name,
-            content_disposition_type="inline",
-        )
-
-    def _call_file(self, request: Request, suffix: str) -> Path | Response:
-        """The call's file, or the error response: a bad sid, or a path outside the dir."""
+    @_store_errors
+    async def get_call(self, request: Request) -> Response:
         call_sid = str(request.path_params["call_sid"])
         if not is_call_sid(call_sid):
             return _error(400, "invalid call sid")
-        root = self._dir.resolve()
-        path = call_file(root, call_sid, suffix).resolve()
-        # The sid pattern already rules out dots and slashes; this is the belt to its braces.
-        if path.parent != root:
-            return _error(400, "invalid call sid")
-        return path
+        record = await self.store.get_record(call_sid)
+        return _json(record) if record is not None else _error(404, "no such call")
 
-    def _records_newest_first(self) -> list[Path]:
-        """Records by write time (when the call ended), newest first."""
-        if not self._dir.is_dir():
-            return []
-        dated: list[tuple[float, Path]] = []
-        for path in self._dir.glob("CA*.json"):
-            if is_call_sid(path.stem):
-                try:
-                    dated.append((path.stat().st_mtime, path))
-                except OSError:
-                    continue  # pruned between the listing and the stat
-        dated.sort(reverse=True)
-        return [path for _, path in dated]
+    @_store_errors
+    async def get_recording(self, request: Request) -> Response:
+        fmt = request.query_params.get("format", "wav")
+        if fmt not in _MEDIA_TYPES:
+            return _error(400, "format must be wav or mp3")
+        call_sid = str(request.path_params["call_sid"])
+        if not is_call_sid(call_sid):
+            return _error(400, "invalid call sid")
+        # Only finished (or repaired) calls: a WAV still being written grows under us.
+        audio = await self.store.audio(call_sid, f".{fmt}")
+        if audio is None:
+            return _error(404, "no such recording")
+        if isinstance(audio, Path):
+            return FileResponse(
+                audio,
+                media_type=_MEDIA_TYPES[fmt],
+                filename=audio.name,
+                content_disposition_type="inline",
+            )
+        return await _remote_response(audio, _MEDIA_TYPES[fmt], request.headers.get("range"))
+
+
+async def _remote_response(
+    audio: RemoteAudio, media_type: str, range_header: str | None
+) -> Response:
+    """A stored recording, whole or one byte range (players seek with Range requests)."""
+    headers = {
+        "accept-ranges": "bytes",
+        "content-disposition": f'inline; filename="{audio.name}"',
+    }
+    span = _byte_range(range_header, audio.size) if range_header else None
+    if span == "unsatisfiable":
+        return Response(status_code=416, headers={"content-range": f"bytes */{audio.size}"})
+    if isinstance(span, tuple):
+        start, end = span
+        body = await audio.read_range(start, end)
+        headers["content-range"] = f"bytes {start}-{end - 1}/{audio.size}"
+        return Response(body, status_code=206, media_type=media_type, headers=headers)
+    headers["content-length"] = str(audio.size)
+    return StreamingResponse(_logged(audio), media_type=media_type, headers=headers)
+
+
+async def _logged(audio: RemoteAudio) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in audio.stream():
+            yield chunk
+    except Exception as exc:  # mid-body: the status is sent, so log and cut the response
+        log.error("admin.recording_stream_failed", file=audio.name, error=str(exc)[:300])
+        raise
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """One `bytes=a-b` range as [start, end); "unsatisfiable"; None to send it all."""
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return None  # several ranges or another unit: the whole object (allowed by RFC 9110)
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        start, end = max(0, size - int(last)), size
+    else:
+        start = int(first)
+        end = min(size, int(last) + 1) if last else size
+    if start >= size or start >= end:
+        return "unsatisfiable"
+    return start, end
 
 
 def summarize(record: Json) -> Json:

@@ -90,15 +90,17 @@ class Analyst:
         self._poster = poster
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def submit(self, agent: Agent, record_path: Path | None) -> None:
-        """Start work for a written record; returns at once (the call is over)."""
+    def submit(self, agent: Agent, record_path: Path | None) -> asyncio.Task[None] | None:
+        """Start work for a written record; returns at once (the call is over) with the
+        task that rewrites the record, or None when there is nothing to do."""
         if record_path is None or (agent.analysis is None and self._poster is None):
-            return
+            return None
         task = asyncio.get_running_loop().create_task(
             self._run(agent, record_path), name=f"analysis-{record_path.stem}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def wait_idle(self) -> None:
         """Wait for every submitted analysis (tests, shutdown)."""

@@ -200,8 +200,11 @@ async def _finish(
         recorder.advance(bridge.now_sample())
         result = await recorder.aclose(reason.value)
         log.info("call.recorded", wav=str(result.wav_path), error=result.error)
-        services.analysis.submit(agent, result.record_path)  # off the call path
+        analysed = services.analysis.submit(agent, result.record_path)  # off the call path
+        # Object storage: uploaded now, and the record again once the analysis is in it.
+        services.call_store.call_finished(bridge.call.call_sid, after=analysed)
     services.bridges.pop(bridge.call.call_sid, None)
     services.active_calls.pop(bridge.call.call_sid, None)
     services.metrics.call_ended(reason.value)
+    services.capacity.call_ended(bridge.call.call_sid)
     log.info("call.ended", reason=reason.value, **bridge.stats.as_log_fields())

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import redis.asyncio as redis
 import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -35,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.call.state_memory import MemoryStateStore, check_sid, copy_value, encode_value
 from app.errors import StateStoreError
+from app.redis_connect import redis_from_url
 from app.settings import Settings
 from tools.context import StateStore
 
@@ -79,7 +79,7 @@ class RedisStateStore:
     ) -> None:
         # redis-py retries 10 times with exponential backoff by default: an outage
         # would stall every tool for seconds. We try once and do our own retrying.
-        self._redis = redis.Redis.from_url(
+        self._redis = redis_from_url(
             url,
             decode_responses=True,
             socket_timeout=op_timeout,

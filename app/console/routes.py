@@ -25,7 +25,6 @@ from urllib.parse import parse_qsl, quote
 
 import orjson
 from sse_starlette import EventSourceResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -36,7 +35,7 @@ from app.console.events import ALL_CALLS, EventBus, MemoryBus, Watcher
 from app.console.listen import listen_socket
 from app.console.watch import TeedRecorders
 from app.console.webcall import WebCalls, create_webcall, webcall_socket
-from app.recording import call_file, is_call_sid
+from app.recording import is_call_sid
 from app.services import Services
 
 STATIC = Path(__file__).parent / "static"
@@ -91,7 +90,7 @@ def mount_console(services: Services) -> Console | None:
         ),
         bus=bus,
         webcalls=WebCalls(services, token),
-        calls=CallsApi(settings.recordings_dir, token),
+        calls=CallsApi(services.call_store, token),
     )
     api = console.calls
     console.routes = [
@@ -104,13 +103,13 @@ def mount_console(services: Services) -> Console | None:
         Route("/console/live/{call_sid}", _page("live.html"), methods=["GET"]),
         Route("/console/calls/{call_sid}", _page("call.html"), methods=["GET"]),
         Route("/console/static/{path:path}", static, methods=["GET"]),
-        Route("/console/api/calls", _guard(_threaded(api.list_calls)), methods=["GET"]),
+        Route("/console/api/calls", _guard(api.list_calls), methods=["GET"]),
         Route("/console/api/active", _guard(active), methods=["GET"]),
         Route("/console/api/events", _guard(all_events), methods=["GET"]),
-        Route("/console/api/calls/{call_sid}", _guard(_threaded(api.get_call)), methods=["GET"]),
+        Route("/console/api/calls/{call_sid}", _guard(api.get_call), methods=["GET"]),
         Route(
             "/console/api/calls/{call_sid}/recording",
-            _guard(_threaded(api.get_recording)),
+            _guard(api.get_recording),
             methods=["GET"],
         ),
         Route("/console/api/calls/{call_sid}/events", _guard(call_events), methods=["GET"]),
@@ -139,15 +138,6 @@ def _guard(handler: Endpoint, *, write: bool = False) -> Endpoint:
         return _secure(await handler(request))
 
     return guarded
-
-
-def _threaded(handler: Callable[[Request], Response]) -> Endpoint:
-    """The admin API's handlers read files: run them in the thread pool."""
-
-    async def run(request: Request) -> Response:
-        return await run_in_threadpool(handler, request)
-
-    return run
 
 
 def _page(name: str) -> Endpoint:
@@ -240,12 +230,11 @@ async def call_events(request: Request) -> Response:
     call_sid = str(request.path_params["call_sid"])
     if not is_call_sid(call_sid):
         return _json({"error": "invalid call sid"}, 400)
-    finished = call_file(console.calls.directory, call_sid, ".json")
 
     async def stream(watcher: Watcher) -> AsyncIterator[dict[str, Any]]:
         summary = next((c for c in bus.active() if c.get("call_sid") == call_sid), None)
         replay = summary is not None
-        if summary is None and not await run_in_threadpool(finished.is_file):
+        if summary is None and await console.calls.store.get_record(call_sid) is None:
             summary = await _wait_for_start(watcher)
         if summary is None:
             yield _sse({"type": "call.ended", "call_sid": call_sid, "end_reason": None})

@@ -69,6 +69,10 @@ async def voice(request: Request) -> Response:
     if services.draining:
         bound.info("webhook.refused_draining")
         return Response(say_and_hangup_twiml(DRAINING_NOTICE), media_type=XML)
+    refusal = await services.capacity.admit(call_sid, services.active_calls.keys())
+    if refusal is not None:
+        bound.info("webhook.refused_capacity", scope=refusal.scope)
+        return Response(refusal.twiml, media_type=XML)
     base = public_base(services, request)
     parameters, call = agent_call(services, call_sid, form, dict(request.query_params))
     parameters[TOKEN_PARAM] = services.stream_tokens.issue(call_sid, covers=parameters)

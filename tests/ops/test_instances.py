@@ -1,11 +1,13 @@
-"""Two instances behind a load balancer, sharing one Redis and one (fake) Gemini Live.
+"""Two instances behind real nginx, sharing one Redis and one (fake) Gemini Live.
 
-A stand-in load balancer (a TCP proxy choosing a backend per connection) sends Twilio's
-webhook to instance A and the media stream that follows to instance B: both run with
-PUBLIC_BASE_URL set to the balancer's address, as in production. The call must work
-with nothing shared but the configuration and Redis: B accepts the stream token that A
-issued, the tool state written on B is visible from A, A's pre-warmed Live session is
-closed after PREWARM_TIMEOUT, and a replay of the stream is refused by A.
+nginx runs with the production includes (deploy/nginx/) and round-robins requests, so
+Twilio's webhook goes to one instance and the media stream that follows to the other
+(the access log says which). The instances know their public URL only from nginx's
+forwarded headers (TRUST_PROXY_HEADERS=true, no PUBLIC_BASE_URL), so the signature checks
+prove those headers are right. The call must work with nothing shared but the
+configuration and Redis: the stream's instance accepts the token the webhook's issued,
+tool state is the same from both, the unused pre-warmed Live session is closed after
+PREWARM_TIMEOUT, and a replay of the stream is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from app.twilio.stream_tokens import TOKEN_PARAM
 from telephony.messages import connected_message, start_message
 from telephony.signatures import SIGNATURE_HEADER, compute_signature, websocket_url
 from tests.ops.process import eventually
+from tests.support.nginx import Nginx, Routed, StartNginx, Upstream
 
 pytestmark = pytest.mark.redis
 
@@ -43,58 +46,9 @@ AUTH_TOKEN = "shared-auth-token-" + secrets.token_hex(8)
 PREWARM_TIMEOUT = 2.0
 
 
-class ConnectionRouter:
-    """A load balancer in miniature: each TCP connection goes to the port `route` picks
-    from the request line (e.g. b"GET /twilio/media HTTP/1.1"). Bytes pass untouched."""
-
-    def __init__(self, route: Callable[[bytes], int]) -> None:
-        self._route = route
-        self._server: asyncio.Server | None = None
-        self.routed: list[tuple[str, int]] = []
-        self.port = 0
-
-    async def __aenter__(self) -> ConnectionRouter:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), 5)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n")
-            port = self._route(head)
-            self.routed.append((head.decode("latin-1").strip(), port))
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
-        except (OSError, asyncio.IncompleteReadError):
-            writer.close()
-            return
-        up_writer.write(head)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-
-
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    try:
-        while data := await source.read(65536):
-            sink.write(data)
-            await sink.drain()
-    except OSError:
-        pass
-    finally:
-        sink.close()
-
-
 @contextlib.asynccontextmanager
 async def instance(
-    name: str, fake: FakeLiveServer, redis_url: str, public: str, tmp_path: Path
+    name: str, fake: FakeLiveServer, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[str, Services]]:
     settings = load_settings(
         env_file=None,
@@ -102,7 +56,7 @@ async def instance(
         gemini_base_url=fake.base_url,
         ssl_cert_file=fake.ca_pem_path,
         twilio_auth_token=AUTH_TOKEN,
-        public_base_url=public,
+        trust_proxy_headers=True,  # the public URL comes from nginx's X-Forwarded-*
         redis_url=redis_url,
         tools="end_call,appointments",
         prewarm_timeout=PREWARM_TIMEOUT,
@@ -136,19 +90,16 @@ async def replay_stream(
         return ws.close_code, ws.close_reason
 
 
-async def test_webhook_on_one_instance_stream_on_another(redis_url: str, tmp_path: Path) -> None:
-    ports: dict[str, int] = {}
-
-    def route(request_line: bytes) -> int:
-        return ports["b"] if request_line.startswith(b"GET /twilio/media") else ports["a"]
-
+async def test_webhook_on_one_instance_stream_on_another(
+    redis_url: str, tmp_path: Path, start_nginx: StartNginx
+) -> None:
     fake = FakeLiveServer(demo_scenario())
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(fake)
-        lb = await stack.enter_async_context(ConnectionRouter(route))
-        url_a, a = await stack.enter_async_context(instance("a", fake, redis_url, lb.url, tmp_path))
-        url_b, b = await stack.enter_async_context(instance("b", fake, redis_url, lb.url, tmp_path))
-        ports |= {"a": httpx.URL(url_a).port or 0, "b": httpx.URL(url_b).port or 0}
+        url_a, a = await stack.enter_async_context(instance("a", fake, redis_url, tmp_path))
+        url_b, b = await stack.enter_async_context(instance("b", fake, redis_url, tmp_path))
+        by_port = {_port(url_a): ("a", a, url_a), _port(url_b): ("b", b, url_b)}
+        lb = await start_nginx([Upstream(_port(url_a)), Upstream(_port(url_b))])
         async with httpx.AsyncClient(trust_env=False) as client:
             for url in (url_a, url_b):
                 assert (await client.get(url + "/readyz")).json()["redis"] == "ok"
@@ -166,14 +117,21 @@ async def test_webhook_on_one_instance_stream_on_another(redis_url: str, tmp_pat
         )
         call_sid = report.call_sid
 
-        # The call went through: webhook on A, stream on B, the agent hung up.
+        # The call went through: webhook on one instance, stream on the other (nginx's
+        # access log says which), the agent hung up.
         assert report.error is None, report.to_dict()
         assert report.ended_by == "server_closed" and report.first_audio_ms is not None
-        assert [port for line, port in lb.routed if line.startswith("POST")] == [ports["a"]]
-        assert [port for line, port in lb.routed if "/twilio/media" in line] == [ports["b"]]
-        record_b = await _wait_for_json(tmp_path / "b" / f"{call_sid}.json")
+        assert report.stream_url == websocket_url(lb.url) + "/twilio/media"
+        routed = await _wait_for_routes(lb, 2)
+        [webhook] = [r for r in routed if r.method == "POST" and r.path == "/twilio/voice"]
+        [stream] = [r for r in routed if r.path == "/twilio/media"]
+        assert (webhook.status, stream.status) == (200, 101)
+        assert webhook.port != stream.port
+        name_a, a, url_a = by_port[webhook.port]  # from here on: A took the webhook
+        name_b, b, url_b = by_port[stream.port]  # and B the stream
+        record_b = await _wait_for_json(tmp_path / name_b / f"{call_sid}.json")
         assert record_b["end_reason"] == "agent_hangup"
-        assert not (tmp_path / "a" / f"{call_sid}.json").exists()
+        assert not (tmp_path / name_a / f"{call_sid}.json").exists()
 
         # The booking made on B (ToolContext -> Redis) is the same from either instance.
         [booked] = [t for t in record_b["tool_calls"] if t["name"] == "book_appointment"]
@@ -197,13 +155,29 @@ async def test_webhook_on_one_instance_stream_on_another(redis_url: str, tmp_pat
         assert used.ended == "client_closed"
         assert len(a.prewarm) == 0 and len(b.prewarm) == 0
 
-        # Replaying the captured stream (same signed upgrade, same token) on A: refused.
+        # Replaying the captured stream (same signed upgrade, same token): refused by
+        # whichever instance nginx picks.
         parameters = dict(report.custom_parameters)
         assert parameters[TOKEN_PARAM]
-        assert await replay_stream(url_a, report, parameters) == (1008, "stream token already used")
+        refused = await replay_stream(lb.url, report, parameters)
+        assert refused == (1008, "stream token already used")
         assert len(fake.sessions) == 2  # refused before any Live session was opened
 
     await _forget(redis_url, call_sid)
+
+
+def _port(url: str) -> int:
+    return httpx.URL(url).port or 0
+
+
+async def _wait_for_routes(lb: Nginx, count: int) -> list[Routed]:
+    """nginx logs a WebSocket when it closes: wait until `count` requests are logged."""
+
+    async def logged() -> bool:
+        return len(await asyncio.to_thread(lb.routed)) >= count
+
+    await eventually(logged, 20)
+    return await asyncio.to_thread(lb.routed)
 
 
 async def _wait_for_json(path: Path, seconds: float = 20.0) -> dict[str, Any]:

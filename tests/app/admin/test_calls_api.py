@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from app.admin.calls import calls_routes
+from app.recording.store import LocalCallStore
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -19,7 +20,7 @@ SID = "CA0123456789abcdef0123456789abcdef"
 
 
 def client(directory: Path, token: str | None = TOKEN) -> TestClient:
-    return TestClient(Starlette(routes=calls_routes(directory, token)))
+    return TestClient(Starlette(routes=calls_routes(LocalCallStore(directory), token)))
 
 
 def add_call(directory: Path, sid: str, *, ended_ago_s: float = 0, mp3: bool = False) -> None:

@@ -19,7 +19,7 @@ import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 import orjson
 
@@ -271,7 +271,7 @@ def _parse_start(data: dict[str, Any]) -> Start:
     )
 
 
-def _decimal(value: Any) -> bool:
+def _decimal(value: Any) -> TypeGuard[str]:
     return type(value) is str and 0 < len(value) <= _MAX_DIGITS and _is_ascii_digits(value)
 
 

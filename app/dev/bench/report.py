@@ -168,6 +168,12 @@ def print_report(r: dict[str, Any]) -> None:
         f"  CPU: {s['cpu_ms_per_call_second']} ms per call-second "
         f"(steady state {s['steady_cpu_ms_per_call_second']})"
     )
+    share = s.get("event_loop_thread_share")
+    if share is not None:
+        print(
+            f"  of which the event-loop thread {share * 100:.0f}%, other threads "
+            f"(recording writers, executors) {(1 - share) * 100:.0f}%"
+        )
     print(
         f"  memory: {s['rss_mb_per_call']} MB per call "
         f"(idle {s['idle_rss_mb']} MB, peak {s['peak_rss_mb']} MB)"

@@ -73,6 +73,7 @@ async def run_bench(
             loop = asyncio.get_running_loop()
             started = loop.time()
             cpu_before = stack.server.cpu_seconds()
+            loop_before = stack.server.main_thread_cpu_seconds()
             load_before = (stack.fake.cpu_seconds(), time.process_time())
             ramp = asyncio.create_task(ramp_timings(stack, ramp_seconds(calls, duration)))
             try:
@@ -81,6 +82,7 @@ async def run_bench(
                 ramp.cancel()  # the run failed: nothing will read the ramp's timings
                 raise
             cpu_after = stack.server.cpu_seconds()
+            loop_after = stack.server.main_thread_cpu_seconds()
             load_after = (stack.fake.cpu_seconds(), time.process_time())
             wall = loop.time() - started
             steady = await fetch_timings(stack, reset=True)
@@ -106,6 +108,12 @@ async def run_bench(
             "fake_live": (load_after[0] - load_before[0]) / wall,
             "callers": (load_after[1] - load_before[1]) / wall,
         },
+    )
+    used = cpu_after - cpu_before
+    # Where the server's CPU went: its event-loop thread, or the others (mainly each
+    # call's recording writer).
+    result["server"]["event_loop_thread_share"] = (
+        round((loop_after - loop_before) / used, 3) if used > 0 else None
     )
     if floor:
         with tempfile.TemporaryDirectory(prefix="voicebot-floor-") as tmp:

@@ -34,7 +34,16 @@ class ProcStat:
         self._tick = os.sysconf("SC_CLK_TCK")
 
     def cpu_seconds(self) -> float:
-        text = Path(f"/proc/{self.pid}/stat").read_text()
+        """CPU of the whole process, threads that have exited included."""
+        return self._read(f"/proc/{self.pid}/stat")
+
+    def main_thread_cpu_seconds(self) -> float:
+        """CPU of the main thread alone (the server's event loop): the rest of the
+        process's CPU is its other threads (recording writers, executors)."""
+        return self._read(f"/proc/{self.pid}/task/{self.pid}/stat")
+
+    def _read(self, path: str) -> float:
+        text = Path(path).read_text()
         fields = text[text.rindex(")") + 2 :].split()
         # fields[11], [12] are utime, stime (the 14th and 15th of the whole line).
         return (int(fields[11]) + int(fields[12])) / self._tick

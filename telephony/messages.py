@@ -19,7 +19,7 @@ import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 import orjson
 
@@ -271,7 +271,38 @@ def _parse_start(data: dict[str, Any]) -> Start:
     )
 
 
+def _decimal(value: Any) -> TypeGuard[str]:
+    return type(value) is str and 0 < len(value) <= _MAX_DIGITS and _is_ascii_digits(value)
+
+
 def _parse_media(data: dict[str, Any]) -> Media:
+    # Hot path (50 frames a second per call): Twilio's own shape, every number a decimal
+    # string, checked in one pass. Anything else takes the field-by-field path below,
+    # which accepts the same messages and names what is wrong.
+    media = data.get("media")
+    if type(media) is dict:
+        seq, sid = data.get("sequenceNumber"), data.get("streamSid")
+        track, chunk, timestamp = media.get("track"), media.get("chunk"), media.get("timestamp")
+        payload = media.get("payload")
+        if (
+            type(sid) is str
+            and type(track) is str
+            and type(payload) is str
+            and _decimal(seq)
+            and _decimal(chunk)
+            and _decimal(timestamp)
+            and payload.isascii()
+        ):
+            try:
+                audio = binascii.a2b_base64(payload, strict_mode=True)
+            except binascii.Error:
+                pass  # the checked path reports it
+            else:
+                return Media(int(seq), sid, track, int(chunk), int(timestamp), audio)
+    return _parse_media_checked(data)
+
+
+def _parse_media_checked(data: dict[str, Any]) -> Media:
     media = _obj(data, "media")
     return Media(
         sequence_number=_int(data, "sequenceNumber"),
@@ -378,7 +409,7 @@ def _dump(obj: dict[str, Any]) -> str:
 
 def media_message(stream_sid: str, payload: bytes) -> str:
     """Server -> Twilio audio (mu-law 8 kHz mono). Hot path: one call per 20 ms frame."""
-    b64 = base64.b64encode(payload).decode("ascii")
+    b64 = binascii.b2a_base64(payload, newline=False).decode("ascii")
     return _dump({"event": "media", "streamSid": stream_sid, "media": {"payload": b64}})
 
 

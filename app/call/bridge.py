@@ -309,7 +309,8 @@ class CallBridge:
             return  # a notice is playing; the call is ending
         received = time.perf_counter()
         now = self._clock()
-        pcm24 = np.frombuffer(event.pcm[: len(event.pcm) // 2 * 2], dtype="<i2").astype(np.int16)
+        # A read-only view of the chunk (no copies): the resampler only reads it.
+        pcm24 = np.frombuffer(event.pcm, dtype="<i2", count=len(event.pcm) // 2)
         if event.rate != 24000:
             self._log.warning("live.unexpected_rate", rate=event.rate)
         pcm8 = self._to_caller.process(pcm24)

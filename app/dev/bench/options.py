@@ -33,10 +33,24 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="the server's Live client (LIVE_CLIENT); default: the server's setting",
     )
     parser.add_argument(
+        "--scenario",
+        choices=["conversational", "continuous"],
+        default="conversational",
+        help="conversational: turns with barge-in; continuous: caller and agent both talk "
+        "for the whole call, one 20 ms frame each way every 20 ms (app/dev/bench/scenarios.py)",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
-        help="also measure the floor: the same stack only relaying caller frames to a TLS "
-        "sink, same N and duration (app/bench_floor.py)",
+        help="also measure the floor: a bare relay on the same stack doing the scenario's "
+        "I/O and nothing else, same N and duration (app/dev/bench/floor.py)",
+    )
+    parser.add_argument(
+        "--floor-stack",
+        choices=["uvicorn", "websockets"],
+        default="uvicorn",
+        help="the floor relay's server: uvicorn + Starlette as `voicebot serve` runs "
+        "(default), or a plain websockets asyncio server",
     )
     parser.add_argument(
         "--no-pin",
@@ -48,4 +62,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def option_values(ns: argparse.Namespace) -> dict[str, Any]:
-    return {"sweep": ns.sweep, "live_client": ns.live_client, "pin": ns.pin, "floor": ns.floor}
+    return {
+        "sweep": ns.sweep,
+        "live_client": ns.live_client,
+        "pin": ns.pin,
+        "floor": ns.floor,
+        "scenario": ns.scenario,
+        "floor_stack": ns.floor_stack,
+    }

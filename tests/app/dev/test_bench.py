@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from app.dev.bench.options import parse_sweep
 from app.dev.bench.runner import caller_script, main, sweep_table
+from app.dev.bench.scenarios import continuous_caller_script
 
 
 def test_caller_script_fills_the_duration() -> None:
@@ -18,6 +20,42 @@ def test_caller_script_fills_the_duration() -> None:
     assert audio.size == 12.5 * 8000
     assert not audio[:8000].any()  # listens first
     assert audio.any()
+
+
+def test_continuous_caller_talks_from_the_start() -> None:
+    audio = continuous_caller_script(12.5, offset=3)
+    assert audio.size == 12.5 * 8000
+    # Speech in every second: the caller never listens for long.
+    seconds = audio.reshape(-1, 4000)
+    assert all(np.abs(half).max() > 1000 for half in seconds[::2])
+
+
+def test_continuous_bench_smoke_with_a_two_way_floor(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            calls=2,
+            duration=2.5,
+            json_output=True,
+            floor=True,
+            scenario="continuous",
+            floor_stack="websockets",
+        )
+        == 0
+    )
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["failed_calls"] == 0
+    assert report["placement"]["scenario"] == "continuous"
+    # Agent audio flowed for the whole call: both directions have samples, no clear.
+    latency = report["latency_ms"]
+    assert latency["caller_to_model"]["count"] > 0
+    assert latency["model_to_caller"]["count"] > 0
+    assert report["caller"]["frames_received"] > 0
+    assert report["caller"]["clears"] == 0
+    floor = report["floor"]
+    assert floor["stack"] == "websockets"
+    assert floor["workload"].startswith("caller frames up, 20 ms Live audio down")
+    assert floor["cpu_ms_per_call_second"] > 0
 
 
 def test_bench_smoke_reports_every_field(capsys: pytest.CaptureFixture[str]) -> None:

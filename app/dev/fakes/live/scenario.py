@@ -27,6 +27,8 @@ on text input, generic replies to caller speech). The format (JSON, snake_case k
   "barge_in": {"enabled": true, "margin_ms": 300},
   "tool_response_timeout": 10.0,
   "instant": false,                   // benchmark mode, see below
+  "continuous": null,                 // {"clip": "reply_generic", "chunk_ms": 20,
+                                      //  "lead_ms": 100}: benchmark mode, see below
   "frame_type": "binary",             // server frames: "binary" (as Google) or "text"
   "generate": {"mode": "schema"},     // generateContent: schema|fixed|invalid_json|error
   "faults": {"go_away_after_turns": null, "go_away_time_left": 2.0,
@@ -62,6 +64,12 @@ Semantics:
 - `instant: true`: a reply starts as soon as caller speech is detected (no wait for
   silence), audio is sent at once, and barge-in is off. A new reply needs a pause first.
   Meant for latency benchmarks: speech onset to first audio byte.
+- `continuous: {...}`: the model talks for the whole session, whatever the caller does.
+  From the client's first audio, `clip` is streamed over and over in `chunk_ms` messages
+  at real time, `lead_ms` of it ahead (sent at once, so a client playing it out never
+  runs dry), one turn per pass of the clip (its transcript and turnComplete ride on the
+  last chunk). No turn detection, no barge-in, and text input gets no greeting. Meant
+  for CPU benchmarks: audio flowing both ways all the time.
 """
 
 from __future__ import annotations
@@ -171,6 +179,21 @@ class BargeInConfig(_Model):
     margin_ms: int = Field(default=300, ge=0)
 
 
+class ContinuousConfig(_Model):
+    """Agent audio streamed at real time for the whole session (see the module doc)."""
+
+    clip: str = "reply_generic"
+    chunk_ms: int = Field(default=20, ge=10)
+    lead_ms: int = Field(default=100, ge=0)
+
+    @field_validator("clip")
+    @classmethod
+    def _known_clip(cls, v: str) -> str:
+        if not is_clip(v):
+            raise ValueError(f"unknown clip {v!r}; known: {sorted(CLIPS)}, or a tone")
+        return v
+
+
 class Faults(_Model):
     go_away_after_turns: int | None = Field(default=None, ge=0)
     go_away_time_left: float = Field(default=2.0, ge=0)
@@ -216,6 +239,7 @@ class Scenario(_Model):
     barge_in: BargeInConfig = BargeInConfig()
     tool_response_timeout: float = Field(default=10.0, gt=0)
     instant: bool = False
+    continuous: ContinuousConfig | None = None
     #: WebSocket frame type of server messages; the real server sends binary JSON.
     frame_type: Literal["binary", "text"] = "binary"
     faults: Faults = Faults()

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from app.dev.fakes.live import wire
 from app.dev.fakes.live.clips import load_clip
+from app.dev.fakes.live.continuous import stream_forever
 from app.dev.fakes.live.records import (
     AudioFrame,
     Conversation,
@@ -80,6 +81,7 @@ class LiveSession:
         self._caller_samples = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._current_text = ""
+        self._streaming = False  # continuous mode: the endless reply has begun
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -190,7 +192,9 @@ class LiveSession:
             rec.audio += chunk.pcm
             rec.audio_frames.append(AudioFrame(now, len(samples), chunk.rate))
             self._caller_samples += len(samples)
-            if self._automatic_vad:
+            if self._sc.continuous is not None:
+                self._start_streaming()
+            elif self._automatic_vad:
                 for event in self._vad.feed(samples.astype(np.int16), chunk.rate):
                     await self._on_vad(event)
         if msg.text is not None:
@@ -210,6 +214,18 @@ class LiveSession:
             rec.signals.append((now, "audio_stream_end"))
             for event in self._vad.flush():
                 await self._on_vad(event)
+
+    def _start_streaming(self) -> None:
+        """Continuous mode: the model starts talking at the caller's first audio."""
+        if self._streaming or self._sc.continuous is None:
+            return
+        self._streaming = True
+
+        def turn_done() -> None:
+            self._rec.turns_completed += 1
+
+        task = asyncio.create_task(stream_forever(self._send, self._sc.continuous, turn_done))
+        self._tasks.add(task)
 
     async def _on_vad(self, event: VadEvent) -> None:
         self._rec.log(event.value)
@@ -288,6 +304,8 @@ class LiveSession:
     async def _respond_forever(self) -> None:
         while True:
             trigger = await self._queue.get()
+            if self._sc.continuous is not None:
+                continue  # the model is already talking, and never stops
             if trigger == "greeting":
                 reply, caller_text = self._sc.greeting, None
             else:

@@ -591,6 +591,31 @@ async def test_instant_mode_replies_on_speech_onset(fake_live_factory: FakeLiveF
     assert bytes(heard.audio) == pcm24("reply_generic")
 
 
+async def test_continuous_mode_talks_from_the_first_audio_through_caller_speech(
+    fake_live_factory: FakeLiveFactory,
+) -> None:
+    clip = "tone:440:0.2"
+    server = await fake_live_factory(
+        {"continuous": {"clip": clip, "chunk_ms": 20, "lead_ms": 40}, "vad": {"silence_ms": 40}}
+    )
+    async with connect(server) as session:
+        await session.send_realtime_input(text="hi")  # no greeting in this mode
+        await send_pcm(session, utterance(200, 100))  # speech and a pause: no turn, no barge-in
+        heard = await hear(session, lambda h: h.turn_completes >= 2)
+    # The clip twice over, in whole 20 ms messages (24 kHz: 960 bytes), never interrupted.
+    assert bytes(heard.audio) == pcm24(clip) * 2
+    sizes = [
+        len(part.inline_data.data)
+        for m in heard.messages
+        if m.server_content and m.server_content.model_turn
+        for part in m.server_content.model_turn.parts or []
+        if part.inline_data and part.inline_data.data
+    ]
+    assert sizes == [960] * 20
+    assert not heard.interrupted
+    assert heard.generation_completes == 2
+
+
 # --- pure parts ---------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ async function load() {
   const record = await getJson(base);
   duration = record.duration_s || 0;
   showFacts(record);
+  showAnalysis(record.analysis);
   showEvents(record);
   document.getElementById("download-json").href = URL.createObjectURL(
     new Blob([JSON.stringify(record, null, 2)], { type: "application/json" }),
@@ -64,12 +65,31 @@ function showFacts(record) {
   );
 }
 
+// Post-call analysis (docs/agents.md): the fields the agent's schema asked for, or why
+// there are none. Values are shown as text (never as HTML): they came from a model.
+function showAnalysis(analysis) {
+  if (!analysis) return;
+  document.getElementById("analysis-panel").hidden = false;
+  if (analysis.status !== "ok") {
+    document.getElementById("analysis-error").textContent = `analysis failed: ${analysis.error || analysis.status}`;
+    return;
+  }
+  const fields = Object.entries(analysis.result || {}).map(([name, value]) => [
+    name.replaceAll("_", " "),
+    typeof value === "string" ? value : JSON.stringify(value),
+  ]);
+  document.getElementById("analysis").replaceChildren(
+    ...fields.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]),
+  );
+}
+
 function showEvents(record) {
   const events = [
     ...(record.transcript || []).map((line) => ({ type: "transcript", ...line })),
     ...(record.tool_calls || []).map((call) => ({ type: "tool_call", ...call })),
     ...(record.interruptions || []).map((it) => ({ type: "interruption", ...it })),
     ...(record.reconnects || []).map((it) => ({ type: "reconnect", ...it })),
+    ...(record.dtmf || []).map((press) => ({ type: "dtmf", ...press })),
   ].sort((a, b) => a.at_s - b.at_s);
   for (const event of events) {
     const node = feed.add(event);
@@ -78,7 +98,7 @@ function showEvents(record) {
     const end = event.type === "transcript" ? Math.max(event.end_s ?? event.at_s, event.at_s) : event.at_s;
     node.addEventListener("click", () => seek(event.at_s));
     if (event.type === "transcript") lines.push({ start: event.at_s, end, node });
-    if (event.type !== "transcript") addMarker(event);
+    if (event.type !== "transcript" && event.type !== "dtmf") addMarker(event);
   }
   // A line is "being played" from its start until the next line starts.
   lines.forEach((line, i) => (line.until = i + 1 < lines.length ? lines[i + 1].start : Infinity));

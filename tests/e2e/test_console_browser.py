@@ -4,13 +4,16 @@ One web call carries most assertions, because a call runs in real time: the logi
 the caller's speech reaching Live, the greeting and the replies played by the page (told
 apart by their tones), a barge-in whose `clear` silences the page's player, the live view
 showing the transcript and a tool call while the call runs, and the finished call in the
-history with a recording that loads and plays. Screenshots of the pages go to docs/img/.
+history with a recording that loads and plays. Screenshots of the pages go to docs/img/
+with UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,14 @@ from tests.e2e.conftest import StackFactory
 from tests.support.browser import BrowserFactory
 
 ADMIN = "console-test-token"
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# The screenshots are always taken (and so checked to render); they replace the ones in
+# docs/img/ only when asked (UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean.
+DOCS_IMG = (
+    Path(__file__).resolve().parents[2] / "docs" / "img"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "voicebot-console-screenshots"
+)
+DOCS_IMG.mkdir(parents=True, exist_ok=True)
 GREETING_HZ, REPLY_HZ, SECOND_HZ = 440, 1000, 700
 TONES = (GREETING_HZ, REPLY_HZ, SECOND_HZ)
 LOG = "window.__voicebotTest.call.log"

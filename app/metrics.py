@@ -8,13 +8,20 @@ timeseries" errors. Served as text at `GET /metrics` by `metrics_route`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import hmac
-from collections.abc import Mapping
+import itertools
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -55,7 +62,8 @@ TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 class Metrics:
     """Every metric the service exports.
 
-    Attributes are the prometheus-client objects; the methods are the narrow verbs
+    Attributes are the prometheus-client objects (and, for the bridge's per-frame and
+    per-turn timings, `LeanHistogramCollector`s); the methods are the narrow verbs
     callers use (the bridge's `BridgeMetrics` Protocol among them), so label names
     and values live here only.
     """
@@ -79,14 +87,16 @@ class Metrics:
             registry=r,
             buckets=SETUP_BUCKETS,
         )
-        self.response_latency_seconds = Histogram(
+        # The bridge path's timings use the lean histogram (see LeanHistogram): the
+        # per-frame ones are observed 50 times a second per call.
+        self.response_latency_seconds = LeanHistogramCollector(
             "response_latency_seconds",
             "End of caller speech to first agent audio sent to Twilio.",
             namespace=ns,
             registry=r,
             buckets=RESPONSE_BUCKETS,
         )
-        self.bridge_latency_seconds = Histogram(
+        self.bridge_latency_seconds = LeanHistogramCollector(
             "bridge_latency_seconds",
             "Latency the bridge itself adds to audio, per direction.",
             ["direction"],
@@ -174,9 +184,10 @@ class Metrics:
         for direction in DIRECTIONS:
             self.bridge_latency_seconds.labels(direction=direction)
         # The per-frame observations use their children directly (`labels()` per call
-        # costs a lock and a dict lookup, 50 times a second per call).
+        # costs a dict lookup and building the key, 50 times a second per call).
         self._caller_to_model = self.bridge_latency_seconds.labels(direction="caller_to_model")
         self._model_to_caller = self.bridge_latency_seconds.labels(direction="model_to_caller")
+        self._response_latency = self.response_latency_seconds.labels()
         for where in SIGNATURE_PLACES:
             self.signature_failures.labels(where=where)
 
@@ -198,7 +209,7 @@ class Metrics:
             self.raw.add("interrupted_to_clear", clear_delay_s)
 
     def response_latency(self, seconds: float) -> None:
-        self.response_latency_seconds.observe(seconds)
+        self._response_latency.observe(seconds)
 
     def reconnected(self, kind: str = "resumed") -> None:
         self.live_reconnects.labels(kind=kind).inc()
@@ -249,6 +260,136 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class LeanHistogram:
+    """One histogram series, kept as plain Python numbers: the bridge's hot-path timings.
+
+    prometheus-client's `Histogram.observe` takes a lock per value it touches and walks
+    the buckets in a Python loop; here an observation is one `bisect` (C) and two
+    additions. The values are exported by `LeanHistogramCollector`, exactly as a
+    `Histogram` with the same buckets would export them.
+
+    No lock, because every `observe` (the bridge's coroutines) and every read of the
+    counts (`collect`, run by `metrics_route`'s async endpoint) happens on the event
+    loop's one thread, so none can interleave with another. That must keep holding:
+    `counts[i] += 1` and `sum += value` are read-modify-write steps the GIL does not
+    make atomic, so if observations ever come from other threads (`asyncio.to_thread`,
+    an executor) or the metrics are scraped from one (prometheus-client's
+    `start_http_server`), updates can be lost and a scrape can see the count and the
+    sum out of step: add a `threading.Lock` around `observe` and `collect`'s read, or
+    go back to `Histogram`. Nor is it aware of prometheus-client's multiprocess mode
+    (PROMETHEUS_MULTIPROC_DIR), which the service does not use.
+    """
+
+    __slots__ = ("bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds  # finite upper bounds, ascending; +Inf is implicit
+        # counts[i] = observations in (bounds[i-1], bounds[i]]; the last slot is +Inf.
+        # Not cumulative: `collect` adds them up, once per scrape instead of per value.
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.created = time.time()  # the `_created` series, as `Histogram` has it
+
+    def observe(self, value: float) -> None:
+        # bisect_left: the first bound >= value, so a value exactly on a bound counts
+        # in that bucket (Prometheus' `le` is less-or-equal); above every bound -> +Inf.
+        # (A NaN would land in the first bucket where `Histogram` counts it nowhere;
+        # these are differences of monotonic clock readings, never NaN.)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class LeanHistogramCollector(Collector):
+    """A histogram metric of `LeanHistogram` series, as a prometheus-client collector.
+
+    Stands in for `Histogram` (same constructor shape, `labels`): registered on the
+    registry, it renders the same names, labels, buckets and `_created` series.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        buckets: Sequence[float],
+        namespace: str = "",
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.name = f"{namespace}_{name}" if namespace else name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        bounds = [float(b) for b in buckets]
+        if bounds and bounds[-1] == math.inf:
+            bounds.pop()  # +Inf is always there
+        ascending = all(a < b for a, b in itertools.pairwise(bounds))
+        if not bounds or not ascending or not all(map(math.isfinite, bounds)):
+            raise ValueError(f"{self.name}: buckets must be ascending and finite")
+        self.bounds = tuple(bounds)
+        # The `le` label values, spelled the way `Histogram` spells them.
+        self._le = [floatToGoString(b) for b in (*bounds, math.inf)]  # type: ignore[no-untyped-call]
+        self._children: dict[tuple[str, ...], LeanHistogram] = {}
+        if not self.labelnames:
+            self._children[()] = LeanHistogram(self.bounds)
+        if registry is not None:
+            registry.register(self)
+
+    def labels(self, **labelvalues: str) -> LeanHistogram:
+        """The series for these label values (created at zero on first use).
+
+        With no label names, `labels()` is the one series. Hold on to the result on a
+        hot path rather than calling this per observation.
+        """
+        if set(labelvalues) != set(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}")
+        key = tuple(str(labelvalues[n]) for n in self.labelnames)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = LeanHistogram(self.bounds)
+        return child
+
+    def describe(self) -> Iterable[Metric]:
+        # Lets the registry reserve this name and its suffixes (_bucket, _sum, _count,
+        # _created), so a clash raises at registration as it would for a `Histogram`.
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterable[Metric]:
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        # The 0.0.4 text format (what `generate_latest` writes) has no place for a
+        # histogram's `_created` samples, so prometheus-client writes them as a gauge
+        # family of their own, `<name>_created`. Yielding that gauge family gives the
+        # same text without `Metric.add_sample`, which its docs call internal-only.
+        created = GaugeMetricFamily(
+            f"{self.name}_created", self.documentation, labels=self.labelnames
+        )
+        with_created = _created_series_enabled()
+        for values, child in self._children.items():
+            cumulative = 0
+            buckets: list[tuple[str, float]] = []
+            for le, count in zip(self._le, child.counts, strict=True):
+                cumulative += count
+                buckets.append((le, float(cumulative)))
+            histogram.add_metric(values, buckets, child.sum)
+            if with_created:
+                created.add_metric(values, child.created)
+        yield histogram
+        if with_created:
+            yield created
+
+
+def _created_series_enabled() -> bool:
+    """Whether prometheus-client exports `_created` series now.
+
+    It can be turned off (PROMETHEUS_DISABLE_CREATED_SERIES, `disable_created_metrics()`)
+    and only its private `_use_created` says which; a throwaway unregistered `Histogram`
+    answers through the public API. Once per scrape: cheap.
+    """
+    probe = Histogram("probe", "", registry=None, buckets=(1.0,))
+    return any(
+        sample.name.endswith("_created") for family in probe.collect() for sample in family.samples
+    )
 
 
 class RawTimings:

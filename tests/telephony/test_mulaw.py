@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
+from telephony import mulaw
 from telephony.mulaw import ULAW_SILENCE, pcm16_to_ulaw, ulaw_to_pcm16
+
+# The public functions (audioop where it imports) and the numpy tables (the fallback).
+DECODERS = [
+    pytest.param(ulaw_to_pcm16, id="public"),
+    pytest.param(mulaw._ulaw_to_pcm16_by_table, id="table"),
+]
+ENCODERS = [
+    pytest.param(pcm16_to_ulaw, id="public"),
+    pytest.param(mulaw._pcm16_to_ulaw_by_table, id="table"),
+]
+Decoder = Callable[[bytes], NDArray[np.int16]]
+Encoder = Callable[[NDArray[np.int16]], bytes]
 
 # Reference: Sun Microsystems' g711.c (the code audioop was built from), one sample at a time.
 _BIAS = 0x84
@@ -52,24 +69,68 @@ ALL_CODES = bytes(range(256))
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16)
 
 
-def test_decode_matches_reference_for_all_256_codes() -> None:
+@pytest.mark.parametrize("decode", DECODERS)
+def test_decode_matches_reference_for_all_256_codes(decode: Decoder) -> None:
     expected = [reference_ulaw2linear(code) for code in range(256)]
-    decoded = ulaw_to_pcm16(ALL_CODES)
+    decoded = decode(ALL_CODES)
     assert decoded.dtype == np.int16
     assert decoded.tolist() == expected
 
 
-def test_encode_matches_reference_for_all_65536_samples() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_encode_matches_reference_for_all_65536_samples(encode: Encoder) -> None:
     expected = bytes(reference_linear2ulaw(s) for s in range(-32768, 32768))
-    assert pcm16_to_ulaw(ALL_SAMPLES) == expected
+    assert encode(ALL_SAMPLES) == expected
 
 
-def test_matches_audioop_where_available() -> None:
+def test_tables_match_audioop_where_available() -> None:
     audioop = _audioop()
     if audioop is None:
         pytest.skip("audioop is not in this Python")
-    assert pcm16_to_ulaw(ALL_SAMPLES) == audioop.lin2ulaw(ALL_SAMPLES.tobytes(), 2)
-    assert ulaw_to_pcm16(ALL_CODES).tobytes() == audioop.ulaw2lin(ALL_CODES, 2)
+    # What lets mulaw use audioop in place of its tables: identical on every input.
+    table_encoded = mulaw._pcm16_to_ulaw_by_table(ALL_SAMPLES)
+    assert table_encoded == audioop.lin2ulaw(ALL_SAMPLES.tobytes(), 2)
+    table_decoded = mulaw._ulaw_to_pcm16_by_table(ALL_CODES).tobytes()
+    assert table_decoded == audioop.ulaw2lin(ALL_CODES, 2)
+
+
+def test_audioop_is_used_where_available() -> None:
+    available = _audioop() is not None
+    assert (mulaw._ulaw2lin is not None) == available
+    assert (mulaw._lin2ulaw is not None) == available
+
+
+def test_importing_mulaw_leaks_no_deprecation_warning() -> None:
+    # A fresh interpreter: here audioop (and its warning) may already have been imported.
+    code = "import telephony.mulaw"
+    result = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_audioop_the_tables_do_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mulaw, "_ulaw2lin", None)
+    monkeypatch.setattr(mulaw, "_lin2ulaw", None)
+    expected_codes = bytes(reference_linear2ulaw(s) for s in range(-32768, 32768))
+    assert pcm16_to_ulaw(ALL_SAMPLES) == expected_codes
+    assert ulaw_to_pcm16(ALL_CODES).tolist() == [reference_ulaw2linear(c) for c in range(256)]
+    assert pcm16_to_ulaw(ALL_SAMPLES[::7]) == expected_codes[::7]
+
+
+def test_decoded_samples_are_a_writable_int16_array() -> None:
+    decoded = ulaw_to_pcm16(bytes([0x00, 0x80, 0xFF]))
+    assert decoded.dtype == np.int16 and decoded.flags.writeable
+    decoded[0] = 1  # callers may work on it in place
+
+
+def test_accepts_any_bytes_like_input() -> None:
+    expected = ulaw_to_pcm16(ALL_CODES)
+    assert np.array_equal(ulaw_to_pcm16(bytearray(ALL_CODES)), expected)
+    assert np.array_equal(ulaw_to_pcm16(memoryview(ALL_CODES)), expected)  # type: ignore[arg-type]
 
 
 def test_reference_spot_values() -> None:
@@ -96,6 +157,8 @@ def test_decoded_values_encode_back_to_an_equivalent_code() -> None:
 def test_non_contiguous_input_is_encoded_like_a_copy() -> None:
     strided = ALL_SAMPLES[::7]
     assert pcm16_to_ulaw(strided) == pcm16_to_ulaw(strided.copy())
+    reversed_view = ALL_SAMPLES[::-1]
+    assert pcm16_to_ulaw(reversed_view) == pcm16_to_ulaw(ALL_SAMPLES)[::-1]
 
 
 def test_empty_input() -> None:
@@ -106,3 +169,5 @@ def test_empty_input() -> None:
 def test_rejects_wrong_dtype() -> None:
     with pytest.raises(TypeError):
         pcm16_to_ulaw(np.zeros(4, dtype=np.int32))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # int16 in the other byte order is not int16 here
+        pcm16_to_ulaw(np.zeros(4, dtype=np.int16).astype(np.int16().dtype.newbyteorder()))

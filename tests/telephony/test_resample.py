@@ -238,3 +238,108 @@ def test_rejects_ratios_that_are_not_reduced() -> None:
 def test_empty_chunk_gives_empty_int16_output() -> None:
     out = outbound_resampler().process(np.empty(0, dtype=np.int16))
     assert out.dtype == np.int16 and out.size == 0
+
+
+# --- bit-identity with the original formulation ----------------------------------------
+
+
+class DotProductResampler:
+    """The first implementation, kept as the reference that process() must match bit for bit.
+
+    One row per block of ``up`` outputs: the block's window of inputs (a strided view,
+    which np.dot copies) times the ``(window, up)`` block matrix. StreamingResampler
+    now computes the same sums grouped differently; with integer coefficients every
+    partial sum is exact, so any grouping must give identical samples.
+    """
+
+    def __init__(self, up: int, down: int, taps: NDArray[np.float64]) -> None:
+        self.up, self.down = up, down
+        per_phase = -(-taps.size // up)
+        padded = np.zeros(per_phase * up)
+        padded[: taps.size] = taps
+        coefficients = np.rint(padded * up * 2.0**24)
+        lead = ((up - 1) * down) // up
+        self.window = per_phase + lead
+        self.matrix = np.zeros((self.window, up))
+        for i in range(up):
+            newest = self.window - 1 - (lead - (i * down) // up)
+            self.matrix[newest - np.arange(per_phase), i] = coefficients[(i * down) % up :: up]
+        self.matrix *= 2.0**-24
+        self.history_len = (taps.size + up - 1) // up - 1
+        self.reset()
+
+    def reset(self) -> None:
+        self.held = np.zeros(self.history_len)
+
+    def process(self, samples: NDArray[np.int16]) -> NDArray[np.int16]:
+        buffer = np.concatenate([self.held, samples.astype(np.float64)])
+        blocks = (buffer.size - self.window) // self.down + 1
+        if blocks <= 0:
+            self.held = buffer
+            return np.empty(0, dtype=np.int16)
+        windows = np.lib.stride_tricks.as_strided(
+            buffer, (blocks, self.window), (self.down * 8, 8), writeable=False
+        )
+        out = np.dot(windows, self.matrix).ravel()
+        self.held = buffer[blocks * self.down :].copy()
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+
+RATIOS = [
+    pytest.param(inbound_resampler, id="inbound-8k-16k"),
+    pytest.param(outbound_resampler, id="outbound-24k-8k"),
+    *(
+        pytest.param(
+            lambda up=up, down=down: StreamingResampler(
+                up, down, kaiser_lowpass(47, 0.4 * 8000 / max(up, down), 7.0, fs=8000.0), fs_in=8000
+            ),
+            id=f"{up}-{down}",
+        )
+        for up, down in [(3, 2), (2, 3), (5, 4), (1, 2), (4, 1), (1, 1)]
+    ),
+]
+
+
+def _torture_input(rng: np.random.Generator, n: int) -> NDArray[np.int16]:
+    """Full-scale noise, full-scale square waves (overshoot that must saturate) or silence."""
+    kind = rng.integers(3)
+    if kind == 0:
+        return rng.integers(-32768, 32768, size=n).astype(np.int16)
+    if kind == 1:
+        period = int(rng.integers(2, 40))
+        return np.where(np.arange(n) % period < period // 2, 32767, -32768).astype(np.int16)
+    return np.zeros(n, dtype=np.int16)
+
+
+@pytest.mark.parametrize("factory", RATIOS)
+def test_bit_identical_to_the_dot_product_formulation(factory: Factory) -> None:
+    r = factory()
+    reference = DotProductResampler(r.up, r.down, r.taps)
+    rng = np.random.default_rng(r.up * 100 + r.down)
+    saturated = 0
+    for step in range(400):
+        # Mostly frame-sized chunks, some empty or tiny, some larger than the buffer.
+        size = int(rng.choice([0, 1, 2, 3, 5, 160, 479, 480, 481, 1440, 4801]))
+        if step % 61 == 60:
+            size = 20000  # grows the buffer
+        x = _torture_input(rng, size)
+        got, want = r.process(x), reference.process(x)
+        assert got.dtype == np.int16
+        assert np.array_equal(got, want), (step, size)
+        saturated += int(np.sum(np.abs(got.astype(np.int32)) >= 32767))
+        if rng.random() < 0.05:
+            r.reset()
+            reference.reset()
+    assert saturated > 0  # the overshooting inputs really hit the rails
+
+
+def test_reference_matches_the_definition() -> None:
+    # Pin the reference down independently: upfirdn with the integer-rounded taps.
+    rng = np.random.default_rng(7)
+    x = rng.integers(-32768, 32768, size=4000).astype(np.int16)
+    for factory in (inbound_resampler, outbound_resampler):
+        r = factory()
+        y = DotProductResampler(r.up, r.down, r.taps).process(x)
+        rounded = np.rint(r.taps * r.up * 2.0**24) * 2.0**-24
+        ideal = signal.upfirdn(rounded, x.astype(np.float64), r.up, r.down)[: y.size]
+        assert np.array_equal(y, np.clip(np.rint(ideal), -32768, 32767).astype(np.int16))

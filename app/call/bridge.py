@@ -304,7 +304,7 @@ class CallBridge:
                 pass
 
     async def _on_agent_audio(self, event: AgentAudio) -> None:
-        """Queue the chunk; into an empty queue, its first frames go out at once."""
+        """Queue the chunk; what pacing lets out now goes out at once (see `Playout`)."""
         if self.policy.closing:
             return  # a notice is playing; the call is ending
         received = time.perf_counter()
@@ -314,15 +314,18 @@ class CallBridge:
         if event.rate != 24000:
             self._log.warning("live.unexpected_rate", rate=event.rate)
         pcm8 = self._to_caller.process(pcm24)
-        was_empty = not self.playout.has_frame()
         self.playout.push(pcm8)
         latency = self.policy.agent_audio(now)
         if latency is not None and self._metrics:
             self._metrics.response_latency(latency)
         if self.stats.first_agent_audio_s is None:
             self.stats.first_agent_audio_s = now - self._started
-        if was_empty:
+        if self.playout.ready(self.now_sample()):
             await self.outbound.audio_queued(received)
+        else:
+            # Paced (behind audio still ahead of playback): the writer's timer covers it,
+            # unless the writer sleeps without one (the queue was empty).
+            self.outbound.wake_if_idle()
 
     async def _on_interrupted(self) -> bool:
         """Clear the agent's audio; True when the clear was queued for the writer."""

@@ -96,17 +96,20 @@ class Outbound:
             self.kick()
 
     async def audio_queued(self, received: float) -> None:
-        """A chunk went into an empty playout queue: send what pacing allows now, timed
-        from `received` (the Live event in hand) to its frames written. Chunks queued
-        behind audio still ahead of playback wait on purpose (pacing): not timed."""
+        """A chunk made audio ready to go (`Playout.ready`): send what pacing allows now,
+        timed from `received` (the Live event in hand) to its frames written. Chunks that
+        pacing holds back wait on purpose (their audio would otherwise wait in Twilio's
+        buffer): not timed."""
         self._chunk_received = received
         if self._socket.locked() or self._control:
             self.kick()  # the writer is sending: it takes these frames next
             return
         async with self._socket:
             await self._send_frames()
+        # What is left is paced by the writer. A writer asleep on a timer wakes anyway
+        # (sending only moved its next deadline later); only an idle one needs waking.
         if self._playout.has_frame():
-            self.kick()  # the rest is paced by the writer
+            self.wake_if_idle()
 
     def clear(self, stopped_at: int, received: float | None) -> None:
         """Queue a `clear` for the writer (the playout was already cleared). `received`
@@ -192,9 +195,6 @@ class Outbound:
                 if self._agent_rec is not None:
                     self._agent_rec.add(burst.start_sample, burst.pcm)
                 sent += burst.pcm.size // FRAME_SAMPLES
-                if playout.progress_mark_due():
-                    name = playout.new_mark("progress").name
-                    await self._sink.send_text(mark_message(self._sid, name))
         finally:
             # One hand-over per send burst, not per message. Never later than the burst:
             # the recorder commits agent audio once the caller's position passes it, and

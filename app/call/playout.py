@@ -16,6 +16,12 @@ Protocol facts this rests on (shared/protocols.md, section 3):
   WebSocket framing and socket write whatever its size; three frames per message is a
   third of that work and of the sender's wake-ups, and the lead stays between
   `max_lead - burst` and `max_lead`.
+- The same holds below the cap (a model streaming at real time never reaches it):
+  while Twilio still holds at least `low_water` of unplayed audio, fewer than
+  `burst_frames` queued frames wait for the rest of their burst, or for the lead to
+  fall to `low_water`, whichever comes first. The caller hears them at the same moment
+  either way (Twilio plays in order, and its buffer has not run out); below
+  `low_water`, or with nothing playing, a frame goes out the moment it exists.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ RATE = 8000
 class PendingMark:
     name: str
     end_sample: int  # call-clock sample at which the audio before it ends playing
-    purpose: str  # "progress" | "turn" | "hangup" | ...
+    purpose: str  # "turn" | "exit"
 
 
 @dataclass(slots=True)
@@ -51,10 +57,10 @@ class Playout:
 
     max_lead_samples: int = int(0.2 * RATE)
     burst_frames: int = 3  # at the cap, wait until this many frames fit (60 ms)
-    mark_every_frames: int = 10
+    # Below it, a partial burst goes out at once; above it, it waits (see the docstring).
+    low_water_samples: int = int(0.06 * RATE)
     _buffer: NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, np.int16))
     _play_end: int = 0  # where the audio sent so far finishes playing
-    _frames_since_mark: int = 0
     _mark_seq: int = 0
     pending_marks: dict[str, PendingMark] = field(default_factory=dict)
     discarded_marks: set[str] = field(default_factory=set)
@@ -81,25 +87,34 @@ class Playout:
     # --- pacing ----------------------------------------------------------------
     def wait_samples(self, now: int) -> int:
         """How long (in samples) until the sender should wake: when a burst's worth of
-        the queued frames (or all of them, if fewer) fits under the cap; 0 = now."""
-        frames = min(self.burst_frames, self._buffer.size // FRAME_SAMPLES)
+        the queued frames fits under the cap, or (fewer than a burst queued) when the
+        lead has fallen to the low-water mark; 0 = now."""
+        queued = self._buffer.size // FRAME_SAMPLES
         lead = max(0, self._play_end - now)
-        return max(0, lead + max(frames, 1) * FRAME_SAMPLES - self.max_lead_samples)
+        if queued < self.burst_frames:
+            # A partial burst: it goes when the lead is down to low water (and it fits).
+            fits_in = lead + max(queued, 1) * FRAME_SAMPLES - self.max_lead_samples
+            return max(0, lead - self.low_water_samples, fits_in)
+        return max(0, lead + self.burst_frames * FRAME_SAMPLES - self.max_lead_samples)
+
+    def ready(self, now: int) -> bool:
+        """Whether `next_burst(now)` would send anything (cheap; no state changes)."""
+        return self._buffer.size >= FRAME_SAMPLES and self.wait_samples(now) == 0
 
     def next_burst(self, now: int) -> Burst | None:
         """Pop every whole frame the pacing budget allows now, as one block (None when
-        not even one fits or none is queued)."""
+        not even one fits, none is queued, or a partial burst waits for low water)."""
         lead = max(0, self._play_end - now)
         fit = (self.max_lead_samples - lead) // FRAME_SAMPLES
-        frames = min(fit, self._buffer.size // FRAME_SAMPLES)
-        if frames <= 0:
+        queued = self._buffer.size // FRAME_SAMPLES
+        frames = min(fit, queued)
+        if frames <= 0 or (queued < self.burst_frames and lead > self.low_water_samples):
             return None
         size = frames * FRAME_SAMPLES
         pcm = self._buffer[:size]
         self._buffer = self._buffer[size:]
         start = max(now, self._play_end)
         self._play_end = start + size
-        self._frames_since_mark += frames
         return Burst(pcm, start)
 
     def playing_until(self) -> int:
@@ -107,12 +122,8 @@ class Playout:
         return self._play_end
 
     # --- marks -----------------------------------------------------------------
-    def progress_mark_due(self) -> bool:
-        return self._frames_since_mark >= self.mark_every_frames
-
     def new_mark(self, purpose: str) -> PendingMark:
         self._mark_seq += 1
-        self._frames_since_mark = 0
         mark = PendingMark(f"{purpose}-{self._mark_seq}", self._play_end, purpose)
         self.pending_marks[mark.name] = mark
         return mark
@@ -133,5 +144,4 @@ class Playout:
         self._play_end = now
         self.discarded_marks.update(self.pending_marks)
         self.pending_marks.clear()
-        self._frames_since_mark = 0
         return stopped_at

@@ -70,6 +70,7 @@ class IllegalTransition(Exception):
 
 S, E = State, Event
 _EXIT_PENDING = (S.GOODBYE, S.GOODBYE_SPEAKING, S.EXIT_MARK_SENT)
+_STREAMING = (S.AGENT_SPEAKING, S.GOODBYE_SPEAKING)  # a model turn's audio is arriving
 _NOTICE = (S.NOTICE, S.NOTICE_MARK_SENT)
 
 
@@ -172,10 +173,13 @@ class CallPolicy:
     # --- the model ---------------------------------------------------------------------
     def agent_audio(self, now: float) -> float | None:
         """Agent audio was queued. Returns the response latency (end of the caller's
-        speech -> this audio) for the first audio after the caller spoke, else None."""
+        speech -> this audio) for the first audio of a turn after the caller spoke, else
+        None. Audio further into a turn is no response: with both talking at once, every
+        chunk would otherwise count as one, a few ms after the caller's latest frame."""
+        streaming = self.state in _STREAMING
         self._go(E.AGENT_AUDIO)
         self._last_agent_audio = now
-        if self._speech_end is None:
+        if self._speech_end is None or streaming:
             return None
         latency, self._speech_end = now - self._speech_end, None
         return latency

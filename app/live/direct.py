@@ -48,8 +48,8 @@ from app.live.events import (
     SessionInfo,
     ToolResponse,
 )
+from app.live.messages import audio_only, pick, translate_message
 from app.live.messages import decode_b64 as decode_b64
-from app.live.messages import pick, translate_message
 from app.live.messages import usage_of as usage_of
 from app.live.options import (
     INPUT_MIME,
@@ -350,14 +350,16 @@ class DirectSession:
                 raise LiveClosedError(f"Live connection lost: {type(exc).__name__}") from None
             try:
                 message = _load(frame)
-                events = translate_message(message)
+                # Most messages are one audio part: that event, without the full reading.
+                audio = audio_only(message)
+                events = [audio] if audio is not None else translate_message(message)
             except (_Malformed, TypeError, ValueError, AttributeError):
                 # ValueError includes binascii.Error (bad base64 audio).
                 if self._closed:
                     return
                 await self.close()
                 raise LiveClosedError("Live sent a malformed message") from None
-            if kinds := unknown_kinds(message):
+            if audio is None and (kinds := unknown_kinds(message)):
                 self._kinds.report(kinds)
             for event in events:
                 yield event

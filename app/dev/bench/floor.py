@@ -28,7 +28,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,11 +224,13 @@ async def run_floor(
     *,
     two_way: bool = False,
     stack: str = "uvicorn",
+    prefix: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Relay CPU ms per call-second for `calls` callers of `seconds` each.
 
     `placement` is `app.dev.bench.runner.Placement` (the relay gets the server's CPUs) and
-    `cpu_seconds(pid)` reads a process's CPU time.
+    `cpu_seconds(pid)` reads a process's CPU time. `prefix` replaces the relay's
+    interpreter command (a profiler in front of it; the CPU figure is then the prefix's).
     """
     env = {**os.environ, "PYTHONPATH": str(_ROOT)}
     sink_port, relay_port = free_port(), free_port()
@@ -243,7 +245,8 @@ async def run_floor(
         await asyncio.wait_for(_ready(sink), 30)
         with placement.for_server():
             relay = await asyncio.create_subprocess_exec(
-                *me, "relay", "--port", str(relay_port), "--sink-port", str(sink_port),
+                *(prefix or me[:1]), *me[1:], "relay",
+                "--port", str(relay_port), "--sink-port", str(sink_port),
                 "--ca", str(work / "floor-ca" / "ca.pem"), "--stack", stack, env=env,
             )  # fmt: skip
         await _wait_port(relay_port, relay)

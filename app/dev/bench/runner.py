@@ -58,6 +58,7 @@ async def run_bench(
     floor: bool = False,
     scenario: str = "conversational",
     floor_stack: str = "uvicorn",
+    floor_prefix: Sequence[str] = (),
 ) -> dict[str, Any]:
     plan = SCENARIOS[scenario]
     codec = await asyncio.to_thread(codec_costs)
@@ -127,6 +128,7 @@ async def run_bench(
                     lambda pid: ProcStat(pid).cpu_seconds(),
                     two_way=scenario == "continuous",
                     stack=floor_stack,
+                    prefix=floor_prefix,
                 )
             finally:
                 placement.release()
@@ -159,6 +161,7 @@ def main(
     floor: bool = False,
     scenario: str = "conversational",
     floor_stack: str = "uvicorn",
+    floor_prefix: Sequence[str] = (),
 ) -> int:
     counts = list(sweep) or [calls]
     if min(counts) < 1 or duration <= 0:
@@ -176,6 +179,7 @@ def main(
                 floor=floor,
                 scenario=scenario,
                 floor_stack=floor_stack,
+                floor_prefix=floor_prefix,
             )
         )
         results.append(result)
@@ -204,6 +208,11 @@ if __name__ == "__main__":
         default="",
         help='the server\'s interpreter command, e.g. "python -m cProfile -o server.prof"',
     )
+    parser.add_argument(
+        "--floor-prefix",
+        default="",
+        help="the same for the floor's relay (with --floor), to profile it alike",
+    )
     ns = parser.parse_args()
     sys.exit(
         main(
@@ -211,6 +220,7 @@ if __name__ == "__main__":
             duration=ns.duration,
             json_output=ns.json,
             server_prefix=ns.server_prefix.split(),
+            floor_prefix=ns.floor_prefix.split(),
             **option_values(ns),
         )
     )

@@ -36,10 +36,49 @@ def test_at_the_cap_the_sender_waits_for_a_burst_not_a_frame() -> None:
     assert block.start_sample == 10 * FRAME_SAMPLES  # straight after what was sent
 
 
-def test_fewer_queued_frames_than_a_burst_wait_only_for_themselves() -> None:
+def test_fewer_queued_frames_than_a_burst_wait_for_low_water() -> None:
     playout = queued(11)
     playout.next_burst(now=0)
-    assert playout.wait_samples(now=0) == FRAME_SAMPLES
+    # One frame would fit after 20 ms, but Twilio still holds 200 ms: the lone frame
+    # waits until only low water is left to play, then goes, still in time.
+    assert playout.wait_samples(now=0) == 10 * FRAME_SAMPLES - playout.low_water_samples
+    assert playout.next_burst(now=FRAME_SAMPLES) is None
+    assert not playout.ready(now=FRAME_SAMPLES)
+    at_low_water = 10 * FRAME_SAMPLES - playout.low_water_samples
+    assert playout.ready(now=at_low_water)
+    block = playout.next_burst(now=at_low_water)
+    assert block is not None
+    assert block.start_sample == 10 * FRAME_SAMPLES  # plays straight on: no gap
+
+
+def test_with_nothing_playing_a_single_frame_goes_at_once() -> None:
+    playout = queued(1)
+    assert playout.ready(now=0)
+    block = playout.next_burst(now=0)
+    assert block is not None and block.pcm.size == FRAME_SAMPLES
+
+
+def test_real_time_audio_leaves_in_bursts_and_never_runs_dry() -> None:
+    """A model streaming 20 ms chunks at real time, 100 ms ahead (the bench's continuous
+    scenario): after the first message, frames leave three at a time with a 40 ms low
+    water, and the lead never falls below it."""
+    playout = Playout(
+        max_lead_samples=10 * FRAME_SAMPLES, burst_frames=3, low_water_samples=2 * FRAME_SAMPLES
+    )
+    playout.push(np.zeros(5 * FRAME_SAMPLES, np.int16))  # the model's 100 ms lead
+    sizes, leads = [], []
+    for tick in range(60):
+        now = tick * FRAME_SAMPLES
+        if tick:
+            playout.push(np.zeros(FRAME_SAMPLES, np.int16))
+        while playout.ready(now):
+            block = playout.next_burst(now)
+            assert block is not None
+            sizes.append(block.pcm.size // FRAME_SAMPLES)
+        leads.append(playout.playing_until() - now)
+    assert sizes[0] == 5
+    assert sizes[1:] and set(sizes[1:]) == {3}
+    assert min(leads[1:]) >= playout.low_water_samples
 
 
 def test_audio_stays_in_order_and_whole() -> None:

@@ -217,11 +217,22 @@ def test_turn_mark_is_wanted_once_per_turn_and_not_after_a_barge_in() -> None:
 def test_response_latency_is_from_the_callers_last_loud_frame() -> None:
     p = policy()
     assert p.agent_audio(0.5) is None  # the greeting: nobody spoke yet
+    p.turn_complete()
     p.caller_frame(1.0, loud=True)
     p.caller_frame(1.02, loud=True)
     p.caller_frame(1.04, loud=False)
     assert p.agent_audio(1.8) == pytest.approx(0.78)
     assert p.agent_audio(1.9) is None  # only the first audio of the answer
+
+
+def test_talking_over_a_turn_is_no_response_until_the_next_turn() -> None:
+    p = policy()
+    p.agent_audio(0.5)
+    for k in range(10):  # the caller talks over the agent (no barge-in: Live went on)
+        p.caller_frame(0.6 + k * 0.02, loud=True)
+        assert p.agent_audio(0.61 + k * 0.02) is None
+    p.turn_complete()
+    assert p.agent_audio(1.5) == pytest.approx(1.5 - 0.78)  # the next turn answers it
 
 
 def test_input_pause_sends_one_stream_end_per_pause() -> None:

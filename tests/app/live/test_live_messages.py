@@ -22,6 +22,7 @@ from app.live.events import (
     TurnComplete,
     Usage,
 )
+from app.live.messages import audio_only
 from app.live.options import unknown_kinds
 from app.live.sdk import translate
 from app.metrics import Metrics
@@ -119,6 +120,27 @@ TABLE: list[tuple[str, dict[str, Any], list[LiveEvent]]] = [
         },
         [AgentAudio(b"\x01\x00\x02\x00", 24000)],
     ),
+    (
+        "audio bundled with a transcript and turnComplete",
+        {
+            "serverContent": {
+                "modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm", "data": "AQA="}}]},
+                "outputTranscription": {"text": "Hi."},
+                "turnComplete": True,
+            }
+        },
+        [AgentAudio(b"\x01\x00", 24000), AgentTranscript("Hi."), TurnComplete()],
+    ),
+    (
+        "audio with usage alongside",
+        {
+            "serverContent": {
+                "modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm", "data": "AQA="}}]}
+            },
+            "usageMetadata": {"totalTokenCount": 3},
+        },
+        [AgentAudio(b"\x01\x00", 24000), Usage(total_tokens=3)],
+    ),
 ]
 
 
@@ -129,6 +151,28 @@ def test_both_translators_agree(message: dict[str, Any], expected: list[LiveEven
     assert translate_message(message) == expected
     # google-genai's own model of the message (validated from the same camelCase JSON).
     assert translate(types.LiveServerMessage.model_validate(message)) == expected
+
+
+def test_the_audio_only_shortcut_takes_nothing_but_a_lone_audio_part() -> None:
+    """`audio_only` answers for the common message only; anything more in it (another
+    field at any level, a second part) goes through the full reading."""
+    blob = {"mimeType": "audio/pcm;rate=24000", "data": "AQA="}
+    plain = {"serverContent": {"modelTurn": {"parts": [{"inlineData": blob}]}}}
+    assert audio_only(plain) == AgentAudio(b"\x01\x00", 24000)
+    richer: list[dict[str, Any]] = [
+        {**plain, "usageMetadata": {"totalTokenCount": 3}},
+        {"serverContent": {**plain["serverContent"], "turnComplete": True}},
+        {"serverContent": {"modelTurn": {"parts": [{"inlineData": blob}], "role": "model"}}},
+        {"serverContent": {"modelTurn": {"parts": [{"inlineData": blob}] * 2}}},
+        {"serverContent": {"modelTurn": {"parts": [{"inlineData": blob, "thought": True}]}}},
+        {"serverContent": {"modelTurn": {"parts": [{"text": "hi"}]}}},
+        {"server_content": {"model_turn": {"parts": [{"inline_data": blob}]}}},
+    ]
+    for message in richer:
+        assert audio_only(message) is None, message
+        assert translate_message(message) == translate(
+            types.LiveServerMessage.model_validate(message)
+        )
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,7 @@ from telephony.messages import Dtmf, Mark, Media, Stop, TwilioMessage
 from telephony.mulaw import ulaw_to_pcm16
 from telephony.resample import inbound_resampler, outbound_resampler
 
+_PCM16LE = np.dtype("<i2")  # made once: a dtype given as a string is parsed on every call
 RECORDER_BATCH_FRAMES = 10  # 200 ms: well inside the recorder's 0.5 s flush interval
 WATCHDOG_TICK_S = 0.25  # input-pause and goodbye-grace resolution
 APOLOGY_FALLBACK_S = 3.0  # after the apology clip: hang up even without the mark's echo
@@ -310,7 +311,7 @@ class CallBridge:
         received = time.perf_counter()
         now = self._clock()
         # A read-only view of the chunk (no copies): the resampler only reads it.
-        pcm24 = np.frombuffer(event.pcm, dtype="<i2", count=len(event.pcm) // 2)
+        pcm24 = np.frombuffer(event.pcm, dtype=_PCM16LE, count=len(event.pcm) // 2)
         if event.rate != 24000:
             self._log.warning("live.unexpected_rate", rate=event.rate)
         pcm8 = self._to_caller.process(pcm24)

@@ -144,6 +144,11 @@ class StreamingResampler:
         """Group delay in milliseconds."""
         return 1000.0 * self.delay_samples_out / self.fs_out
 
+    def outputs_for(self, count: int) -> int:
+        """How many output samples `process` would return for `count` more inputs."""
+        blocks: int = (self._held + count - self._window) // self.down + 1
+        return max(0, blocks) * self.up
+
     def reset(self) -> None:
         """Forget all history, as if newly constructed (used on barge-in)."""
         self._buffer[: self._history_len] = 0.0

@@ -110,7 +110,9 @@ class CallBridge:
             fallback_s=config.hangup_fallback_seconds,
             input_pause_s=config.input_pause_seconds,
         )
-        self.playout = Playout(max_lead_samples=int(config.max_lead_seconds * RATE))
+        self.playout = Playout(
+            max_lead_samples=int(config.max_lead_seconds * RATE), resampler=outbound_resampler()
+        )
         self._wake_watchdog = asyncio.Event()
         self.outbound = Outbound(
             sink,
@@ -126,7 +128,6 @@ class CallBridge:
             log=self._log,
         )
         self._to_live = inbound_resampler()
-        self._to_caller = outbound_resampler()
         self._started = clock()
         self._received_at: Callable[[], float] = time.perf_counter
         self.end_reason: EndReason | None = None
@@ -310,12 +311,12 @@ class CallBridge:
             return  # a notice is playing; the call is ending
         received = time.perf_counter()
         now = self._clock()
-        # A read-only view of the chunk (no copies): the resampler only reads it.
+        # A read-only view of the chunk (no copies): the resampler only reads it, when
+        # the burst it belongs to goes out.
         pcm24 = np.frombuffer(event.pcm, dtype=_PCM16LE, count=len(event.pcm) // 2)
         if event.rate != 24000:
             self._log.warning("live.unexpected_rate", rate=event.rate)
-        pcm8 = self._to_caller.process(pcm24)
-        self.playout.push(pcm8)
+        self.playout.push_source(pcm24)
         latency = self.policy.agent_audio(now)
         if latency is not None and self._metrics:
             self._metrics.response_latency(latency)
@@ -335,8 +336,7 @@ class CallBridge:
         if barge_in is None:
             return False  # the clip playing is our notice, not the model's turn: it plays out
         self.stats.interruptions += 1
-        stopped_at = self.playout.clear(self.now_sample())
-        self._to_caller.reset()
+        stopped_at = self.playout.clear(self.now_sample())  # and its resampler's history
         sent = await self.outbound.clear_now(stopped_at, received)
         if barge_in.cancelled_exit is not None:
             # The caller talked over the goodbye: the conversation goes on.
@@ -433,7 +433,6 @@ class CallBridge:
         now = self.now_sample()
         if self.playout.queued_samples or self.playout.playing_until() > now:
             self.outbound.clear(self.playout.clear(now), None)
-            self._to_caller.reset()
         if clip is not None and clip.size:
             self.playout.push(clip)
             self.playout.flush_partial()

@@ -1,7 +1,12 @@
 """What the caller hears: re-framing, pacing and marks for outbound agent audio.
 
-Pure bookkeeping (no I/O, no asyncio): the bridge feeds 8 kHz PCM in, asks for the
-next frame when the pacing budget allows, and reports Twilio's mark echoes back.
+Pure bookkeeping (no I/O, no asyncio): the bridge feeds the agent's audio in, asks for
+the next frame when the pacing budget allows, and reports Twilio's mark echoes back.
+
+The model's audio (24 kHz) goes in as it comes (`push_source`) and is resampled to 8 kHz
+only when it is about to go out, a whole burst at a time: one resampler call per
+message rather than per Live chunk (each call is mostly fixed numpy overhead). The
+resampler's output does not depend on how its input is cut, so this is the same audio.
 
 Protocol facts this rests on (shared/protocols.md, section 3):
 - Twilio plays outbound media in order as soon as it has it, at real time.
@@ -31,6 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from telephony.resample import StreamingResampler
+
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 RATE = 8000
 
@@ -59,7 +66,12 @@ class Playout:
     burst_frames: int = 3  # at the cap, wait until this many frames fit (60 ms)
     # Below it, a partial burst goes out at once; above it, it waits (see the docstring).
     low_water_samples: int = int(0.06 * RATE)
+    # Model audio -> 8 kHz (None: only 8 kHz audio is pushed, as in tests).
+    resampler: StreamingResampler | None = None
     _buffer: NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, np.int16))
+    _source: list[NDArray[np.int16]] = field(default_factory=list)  # not yet resampled
+    _source_samples: int = 0
+    _source_out: int = 0  # 8 kHz samples `_source` will yield
     _play_end: int = 0  # where the audio sent so far finishes playing
     _mark_seq: int = 0
     pending_marks: dict[str, PendingMark] = field(default_factory=dict)
@@ -67,11 +79,36 @@ class Playout:
 
     # --- feeding ---------------------------------------------------------------
     def push(self, pcm: NDArray[np.int16]) -> None:
+        """Queue 8 kHz audio (after any model audio still waiting to be resampled)."""
+        self._resample()
+        if pcm.size:
+            self._buffer = np.concatenate((self._buffer, pcm)) if self._buffer.size else pcm
+
+    def push_source(self, pcm: NDArray[np.int16]) -> None:
+        """Queue model audio at the resampler's input rate; resampled when it goes out.
+
+        `pcm` may be a read-only view of the Live message: it is only read, at the
+        latest when the burst it belongs to is sent.
+        """
+        if self.resampler is None:
+            raise RuntimeError("push_source needs a Playout made with a resampler")
+        if pcm.size:
+            self._source.append(pcm)
+            self._source_samples += pcm.size
+            self._source_out = self.resampler.outputs_for(self._source_samples)
+
+    def _resample(self) -> None:
+        if not self._source or self.resampler is None:
+            return
+        source = self._source[0] if len(self._source) == 1 else np.concatenate(self._source)
+        self._source, self._source_samples, self._source_out = [], 0, 0
+        pcm = self.resampler.process(source)
         if pcm.size:
             self._buffer = np.concatenate((self._buffer, pcm)) if self._buffer.size else pcm
 
     def flush_partial(self) -> None:
         """Pad a trailing partial frame with silence so a turn's last words go out."""
+        self._resample()
         remainder = self._buffer.size % FRAME_SAMPLES
         if remainder:
             pad = np.zeros(FRAME_SAMPLES - remainder, np.int16)
@@ -79,17 +116,17 @@ class Playout:
 
     @property
     def queued_samples(self) -> int:
-        return int(self._buffer.size)
+        return int(self._buffer.size) + self._source_out
 
     def has_frame(self) -> bool:
-        return self._buffer.size >= FRAME_SAMPLES
+        return self._buffer.size + self._source_out >= FRAME_SAMPLES
 
     # --- pacing ----------------------------------------------------------------
     def wait_samples(self, now: int) -> int:
         """How long (in samples) until the sender should wake: when a burst's worth of
         the queued frames fits under the cap, or (fewer than a burst queued) when the
         lead has fallen to the low-water mark; 0 = now."""
-        queued = self._buffer.size // FRAME_SAMPLES
+        queued = self.queued_samples // FRAME_SAMPLES
         lead = max(0, self._play_end - now)
         if queued < self.burst_frames:
             # A partial burst: it goes when the lead is down to low water (and it fits).
@@ -99,17 +136,18 @@ class Playout:
 
     def ready(self, now: int) -> bool:
         """Whether `next_burst(now)` would send anything (cheap; no state changes)."""
-        return self._buffer.size >= FRAME_SAMPLES and self.wait_samples(now) == 0
+        return self.has_frame() and self.wait_samples(now) == 0
 
     def next_burst(self, now: int) -> Burst | None:
         """Pop every whole frame the pacing budget allows now, as one block (None when
         not even one fits, none is queued, or a partial burst waits for low water)."""
         lead = max(0, self._play_end - now)
         fit = (self.max_lead_samples - lead) // FRAME_SAMPLES
-        queued = self._buffer.size // FRAME_SAMPLES
+        queued = self.queued_samples // FRAME_SAMPLES
         frames = min(fit, queued)
         if frames <= 0 or (queued < self.burst_frames and lead > self.low_water_samples):
             return None
+        self._resample()  # the burst's model audio, in one resampler call
         size = frames * FRAME_SAMPLES
         pcm = self._buffer[:size]
         self._buffer = self._buffer[size:]
@@ -138,8 +176,12 @@ class Playout:
 
     # --- barge-in --------------------------------------------------------------
     def clear(self, now: int) -> int:
-        """Drop everything queued or unplayed. Returns the sample where playback stopped."""
+        """Drop everything queued or unplayed. Returns the sample where playback stopped.
+        The resampler starts afresh: the next audio must not ring with the dropped."""
         self._buffer = np.zeros(0, np.int16)
+        self._source, self._source_samples, self._source_out = [], 0, 0
+        if self.resampler is not None:
+            self.resampler.reset()
         stopped_at = min(now, self._play_end)
         self._play_end = now
         self.discarded_marks.update(self.pending_marks)

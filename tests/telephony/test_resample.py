@@ -343,3 +343,13 @@ def test_reference_matches_the_definition() -> None:
         rounded = np.rint(r.taps * r.up * 2.0**24) * 2.0**-24
         ideal = signal.upfirdn(rounded, x.astype(np.float64), r.up, r.down)[: y.size]
         assert np.array_equal(y, np.clip(np.rint(ideal), -32768, 32767).astype(np.int16))
+
+
+def test_outputs_for_says_what_process_will_return() -> None:
+    rng = np.random.default_rng(7)
+    for make in (inbound_resampler, outbound_resampler):
+        resampler = make()
+        for size in rng.integers(0, 700, 200):
+            expected = resampler.outputs_for(int(size))
+            out = resampler.process(rng.integers(-2000, 2000, int(size)).astype(np.int16))
+            assert out.size == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.call.playout import FRAME_SAMPLES, Playout
+from telephony.resample import outbound_resampler
 
 
 def queued(frames: int) -> Playout:
@@ -101,3 +102,46 @@ def test_an_idle_line_restarts_playback_now() -> None:
     block = playout.next_burst(now=10_000)  # long after the last audio ended
     assert block is not None
     assert block.start_sample == 10_000
+
+
+def test_model_audio_is_resampled_a_burst_at_a_time_into_the_same_audio() -> None:
+    """Live chunks queue at 24 kHz and are resampled only as their burst goes out: what
+    leaves is sample for sample what resampling every chunk on arrival gives."""
+    rng = np.random.default_rng(3)
+    chunks = [rng.integers(-8000, 8000, 480).astype(np.int16) for _ in range(40)]
+    playout = Playout(max_lead_samples=10 * FRAME_SAMPLES, resampler=outbound_resampler())
+    sent, bursts, now = [], 0, 0
+    for k, chunk in enumerate(chunks):
+        playout.push_source(chunk)
+        assert playout.queued_samples % FRAME_SAMPLES == 0  # 480 in, 160 out each
+        if k < 4:
+            continue  # the model starts 100 ms ahead, then streams at real time
+        while playout.ready(now):
+            burst = playout.next_burst(now)
+            assert burst is not None
+            sent.append(burst.pcm)
+            bursts += 1
+        now += FRAME_SAMPLES
+    playout.flush_partial()
+    while playout.has_frame():
+        now += playout.wait_samples(now)
+        burst = playout.next_burst(now)
+        assert burst is not None
+        sent.append(burst.pcm)
+    reference = outbound_resampler()
+    expected = np.concatenate([reference.process(c) for c in chunks])
+    assert np.array_equal(np.concatenate(sent), expected)
+    assert bursts < len(chunks) / 2  # several chunks per resampler call and message
+
+
+def test_clear_drops_unresampled_audio_and_the_resamplers_history() -> None:
+    playout = Playout(resampler=outbound_resampler())
+    playout.push_source(np.full(480, 9000, np.int16))
+    assert playout.has_frame()
+    playout.clear(now=0)
+    assert playout.queued_samples == 0 and not playout.has_frame()
+    silence = np.zeros(480, np.int16)
+    playout.push_source(silence)
+    burst = playout.next_burst(now=0)
+    assert burst is not None
+    assert not burst.pcm.any()  # no ringing of the dropped audio

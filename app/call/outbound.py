@@ -74,7 +74,9 @@ class Outbound:
             self._agent_rec = AudioBatch(recorder.agent_audio, AGENT_BATCH_FRAMES)
         self._control: deque[_Clear | str] = deque()
         self._kicked = False
-        self._idle = False  # waiting for work (True) rather than for pacing or a send
+        # Asleep on a pacing timer: it wakes by itself when the next frames are due. Any
+        # other state (waiting for work, sending, not started yet) needs a kick.
+        self._paced = False
         self._waiter: asyncio.Future[None] | None = None
         self._chunk_received: float | None = None
         # Held around every send section, by the writer or the Live pump's fast path;
@@ -90,9 +92,10 @@ class Outbound:
             waiter.set_result(None)
 
     def wake_if_idle(self) -> None:
-        """Wake the writer only if it waits for work, not for pacing (a paced writer
-        wakes anyway; waking it early would send a short burst, i.e. more messages)."""
-        if self._idle:
+        """Wake the writer unless it sleeps on a pacing timer (a paced writer wakes anyway;
+        waking it early would send a short burst, i.e. more messages). A writer that has
+        not started yet counts as idle: the kick is kept for its first pass."""
+        if not self._paced:
             self.kick()
 
     async def audio_queued(self, received: float) -> None:
@@ -159,11 +162,11 @@ class Outbound:
     async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
         waiter = self._waiter = loop.create_future()
         timer = None if delay is None else loop.call_later(delay, self.kick)
-        self._idle = timer is None
+        self._paced = timer is not None
         try:
             await waiter
         finally:
-            self._waiter, self._idle = None, False
+            self._waiter, self._paced = None, False
             if timer is not None:
                 timer.cancel()
 

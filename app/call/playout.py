@@ -81,8 +81,7 @@ class Playout:
     def push(self, pcm: NDArray[np.int16]) -> None:
         """Queue 8 kHz audio (after any model audio still waiting to be resampled)."""
         self._resample()
-        if pcm.size:
-            self._buffer = np.concatenate((self._buffer, pcm)) if self._buffer.size else pcm
+        self._append(pcm)
 
     def push_source(self, pcm: NDArray[np.int16]) -> None:
         """Queue model audio at the resampler's input rate; resampled when it goes out.
@@ -102,7 +101,9 @@ class Playout:
             return
         source = self._source[0] if len(self._source) == 1 else np.concatenate(self._source)
         self._source, self._source_samples, self._source_out = [], 0, 0
-        pcm = self.resampler.process(source)
+        self._append(self.resampler.process(source))
+
+    def _append(self, pcm: NDArray[np.int16]) -> None:
         if pcm.size:
             self._buffer = np.concatenate((self._buffer, pcm)) if self._buffer.size else pcm
 

@@ -202,18 +202,16 @@ class LiveLink:
                 except TimeoutError:
                     yield None  # no new handle came: switch with the newest we have
                     return
-                if type(event) is AgentAudio:
-                    # Most events, 25-50 a second: only the turn bookkeeping below applies
-                    # (the log keeps no audio, and a turn in progress blocks a switch).
+                if isinstance(event, AgentAudio):
+                    # Most events, 25-50 a second: only the turn bookkeeping applies (the
+                    # log keeps no audio, and a turn in progress blocks a switch).
                     in_turn, fresh_handle, switch_by = True, False, None
                     yield event
                     continue
                 if isinstance(event, ResumptionUpdate) and event.resumable and event.handle:
                     self._handle = event.handle
                     fresh_handle = True
-                if isinstance(event, AgentAudio):
-                    in_turn, fresh_handle, switch_by = True, False, None
-                elif isinstance(event, Interrupted) or (
+                if isinstance(event, Interrupted) or (
                     # "IN_PROGRESS": more of the same interaction follows; no boundary yet.
                     isinstance(event, TurnComplete) and not event.in_progress
                 ):

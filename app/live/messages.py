@@ -34,9 +34,6 @@ def translate_message(message: Mapping[str, Any]) -> list[LiveEvent]:
     Each field is looked at on its own (newer models bundle audio, transcripts and
     turnComplete in one message). The server writes camelCase; snake_case is read too.
     """
-    audio = audio_only(message)
-    if audio is not None:
-        return [audio]
     events: list[LiveEvent] = []
     content = pick(message, "serverContent", "server_content")
     if content is not None:
